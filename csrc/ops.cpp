@@ -1,0 +1,46 @@
+// lit_align::* operator schemas, declared once here (the extension-cpp layout).
+// Each backend registers kernels for them in its own file: cpu/*.cpp with
+// TORCH_LIBRARY_IMPL(lit_align, CPU, m) and cuda/*.cpp with TORCH_LIBRARY_IMPL(lit_align, CUDA, m).
+// Python (lit_align/ops/_library.py) adds the fake (meta) kernels and the autograd formulas.
+//
+// Conventions shared by every kernel:
+//   * statistics (max, logsumexp, sums) in float32 (float64 for float64 inputs);
+//   * rows whose label == ignore_index give logp = 0 and lse = 0 exactly and receive zero gradient;
+//   * lse is logsumexp(logits / temperature) per row; it is an output so that the backward can reuse it,
+//     and it is differentiable: grad_logits = (g_logp * onehot + (g_lse - g_logp) * softmax) / temperature.
+#include <torch/library.h>
+#include <Python.h>
+
+// Importing lit_align._C from Python runs the static initialisers below (schemas + kernels).
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+
+TORCH_LIBRARY(lit_align, m) {
+  // logits [N, V] (float64/float32/bf16/fp16), labels [N] int64 -> (logp [N] f32, lse [N] f32)
+  // (float64 logits give float64 outputs.)
+  m.def("token_logprobs(Tensor logits, Tensor labels, int ignore_index, float temperature) -> (Tensor, Tensor)");
+  // -> grad_logits [N, V] in logits' dtype
+  m.def("token_logprobs_backward(Tensor grad_logp, Tensor grad_lse, Tensor logits, Tensor labels, Tensor lse, "
+        "int ignore_index, float temperature) -> Tensor");
+  // hidden [N, H], weight [V, H], bias [V]? , labels [N] -> (logp [N] f32, lse [N] f32); never holds [N, V].
+  m.def("linear_token_logprobs(Tensor hidden, Tensor weight, Tensor? bias, Tensor labels, int ignore_index, "
+        "float temperature) -> (Tensor, Tensor)");
+  // -> (grad_hidden [N, H], grad_weight [V, H] or [0] when not compute_weight_grad, grad_bias [V] or [0])
+  m.def("linear_token_logprobs_backward(Tensor grad_logp, Tensor grad_lse, Tensor hidden, Tensor weight, "
+        "Tensor? bias, Tensor labels, Tensor lse, int ignore_index, float temperature, bool compute_weight_grad) "
+        "-> (Tensor, Tensor, Tensor)");
+  // token_logp [N], segment_ids [N] int64 in [-1, num_segments) (-1: excluded) -> [num_segments]
+  // sum (or mean over the included tokens; an empty segment gives 0) per segment.
+  m.def("segment_logprobs(Tensor token_logp, Tensor segment_ids, int num_segments, bool mean) -> Tensor");
+  // grad [num_segments] -> grad_token_logp [N]
+  m.def("segment_logprobs_backward(Tensor grad, Tensor segment_ids, int num_segments, bool mean) -> Tensor");
+  // [B] each; label_smoothing [B]; -> (loss [B], chosen_rewards [B], rejected_rewards [B]) (rewards detached)
+  m.def("preference_loss(Tensor policy_chosen, Tensor policy_rejected, Tensor? ref_chosen, Tensor? ref_rejected, "
+        "Tensor label_smoothing, float beta, str loss_type, float gamma) -> (Tensor, Tensor, Tensor)");
+  // -> d loss / d margin [B], where margin = (pc - rc) - (pr - rr) (refs taken as 0 when absent)
+  m.def("preference_loss_backward(Tensor grad_loss, Tensor policy_chosen, Tensor policy_rejected, "
+        "Tensor? ref_chosen, Tensor? ref_rejected, Tensor label_smoothing, float beta, str loss_type, float gamma) "
+        "-> Tensor");
+}
