@@ -6,7 +6,7 @@ that says why, instead of silently running something else.
 """
 from __future__ import annotations
 
-import functools
+import importlib.util
 import os
 
 import torch
@@ -18,13 +18,11 @@ BACKENDS = ("auto", "torch", "cpp", "triton", "cuda")
 GPU_ORDER = ("cuda", "triton", "torch")
 
 
-@functools.lru_cache(maxsize=None)
+TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return TRITON_AVAILABLE
 
 
 def triton_interpreter() -> bool:

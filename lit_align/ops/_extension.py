@@ -27,6 +27,7 @@ def extension_loaded() -> bool:
     return _C is not None
 
 
+@torch.compiler.assume_constant_result  # a constant of the build: torch.compile evaluates it once
 def has_kernel(op: str, dispatch_key: str) -> bool:
     """True when lit_align::<op> has a kernel for dispatch_key ("CPU" or "CUDA")."""
     if _C is None:
