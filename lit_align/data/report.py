@@ -14,7 +14,7 @@ from typing import Any
 DROP_REASONS = {
     "empty_completion": "with an empty completion",
     "identical_pair": "whose chosen and rejected are identical",
-    "identical_after_truncation": "whose chosen and rejected become identical when truncated to max_length={max_length}",
+    "identical_after_truncation": "whose chosen and rejected match after truncation to max_length={max_length}",
     "prompt_too_long": "whose prompt exceeds max_prompt_length={max_prompt_length}",
     "prompt_exceeds_max_length": "whose prompt leaves no room for a completion within max_length={max_length}",
     "too_long": "longer than max_length={max_length}",

@@ -119,5 +119,6 @@ def preference_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
     eps = torch.as_tensor(label_smoothing, dtype=dtype, device=policy_chosen.device)
     eps = eps.expand(policy_chosen.shape).contiguous()  # (B,)
     refs = [None if r is None else r.to(dtype).contiguous() for r in (ref_chosen, ref_rejected)]
-    return _run_kernel(backend, policy_chosen.contiguous(), policy_rejected.to(dtype).contiguous(), *refs, eps,
-                       float(beta), loss_type, float(gamma))
+    loss, chosen, rejected = _run_kernel(backend, policy_chosen.contiguous(), policy_rejected.to(dtype).contiguous(),
+                                         *refs, eps, float(beta), loss_type, float(gamma))
+    return loss, chosen.detach(), rejected.detach()
