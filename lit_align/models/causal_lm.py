@@ -24,23 +24,32 @@ def lm_head_parameters(model) -> tuple[torch.Tensor, torch.Tensor | None]:
     return head.weight, getattr(head, "bias", None)
 
 
-def final_hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                        position_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """The decoder's last hidden states (B, T, H), without computing logits."""
-    decoder = model.get_decoder()
-    out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    return out.last_hidden_state  # (B, T, H)
+def final_hidden_states(model, batch: dict) -> torch.Tensor:
+    """The decoder's last hidden states (B, T, H) for a lit_align batch, without computing logits."""
+    from lit_align.data.collate import model_inputs
+
+    inputs = model_inputs(batch, dtype=model.dtype)  # input_ids, attention_mask, position_ids, use_cache=False
+    return model.get_decoder()(**inputs).last_hidden_state  # (B, T, H)
 
 
-def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, *,
-                   average_log_prob: bool = False, temperature: float = 1.0, backend: str = "auto") -> torch.Tensor:
-    """(B,) sum (or mean) of log p(label_t | tokens < t) over the labelled tokens, through the fused path.
+def shifted_logps(model, batch: dict, *, temperature: float = 1.0, backend: str = "auto"):
+    """Per-token log p(label_t | tokens < t): ((B, T-1) float32, labels (B, T-1)) through the fused LM head.
 
-    labels (B, T) are aligned with input_ids (HF convention, -100 on prompt and padding); shifted here.
+    batch["labels"] (B, T) are aligned with input_ids (HF convention, -100 on prompt and padding).
     """
-    from lit_align.ops import sequence_scores
+    from lit_align.ops import linear_token_logprobs
 
-    hidden = final_hidden_states(model, input_ids, attention_mask)[:, :-1]  # (B, T-1, H)
+    hidden = final_hidden_states(model, batch)[:, :-1]  # (B, T-1, H)
+    labels = batch["labels"][:, 1:]  # (B, T-1)
     weight, bias = lm_head_parameters(model)
-    return sequence_scores(hidden, weight, labels[:, 1:], bias=bias, average_log_prob=average_log_prob,
-                           temperature=temperature, backend=backend)
+    return linear_token_logprobs(hidden, weight, labels, bias=bias, temperature=temperature, backend=backend), labels
+
+
+def sequence_logps(model, batch: dict, *, average_log_prob: bool = False, temperature: float = 1.0,
+                   backend: str = "auto") -> torch.Tensor:
+    """(B,) sum (or mean) of the labelled tokens' log-probs."""
+    from lit_align.ops import sequence_logprobs
+
+    token_logp, labels = shifted_logps(model, batch, temperature=temperature, backend=backend)
+    return sequence_logprobs(token_logp, mask=labels != -100, reduction="mean" if average_log_prob else "sum",
+                             backend=backend)

