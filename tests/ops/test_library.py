@@ -5,20 +5,31 @@ import torch
 from lit_align.ops import fused_linear_preference_loss, linear_token_logprobs, preference_loss, token_logprobs
 from tests.ops._cases import DEVICE_BACKENDS, random_labels, randn, skip_if_missing
 
-COMPILED = [p for p in DEVICE_BACKENDS if p.values[1] != "triton"]  # the C++/CUDA ops: (device, backend)
 
 
-def sample_args(device, dtype=torch.float32, seed=0):
+def op(backend: str, name: str):
+    """The registered op behind a backend: lit_align::<name> (C++/CUDA) or lit_align::triton_<name>."""
+    if backend == "triton":
+        import importlib
+        family = name.removesuffix("_backward")
+        importlib.import_module(f"lit_align.ops.triton.{family}")
+        return getattr(torch.ops.lit_align, f"triton_{name}")
+    return getattr(torch.ops.lit_align, name)
+
+
+def sample_args(device, backend, dtype=torch.float32, seed=0):
     gen = torch.Generator().manual_seed(seed)
     logits = randn(6, 37, dtype=dtype, generator=gen, device=device).requires_grad_()
     hidden = randn(6, 8, dtype=dtype, generator=gen, device=device).requires_grad_()
     weight = randn(37, 8, dtype=dtype, generator=gen, device=device).requires_grad_()
     bias = randn(37, dtype=dtype, generator=gen, device=device).requires_grad_()
     labels = random_labels(6, 37, 0.3, gen, device)
-    lse = torch.ops.lit_align.token_logprobs(logits.detach(), labels, -100, 1.0)[1]
-    lin_lse = torch.ops.lit_align.linear_token_logprobs(hidden.detach(), weight.detach(), bias.detach(), labels, -100,
-                                                        1.0)[1]
+    lse = op(backend, "token_logprobs")(logits.detach(), labels, -100, 1.0)[1]
+    lin_lse = op(backend, "linear_token_logprobs")(hidden.detach(), weight.detach(), bias.detach(), labels, -100,
+                                                   1.0)[1]
     g = randn(6, generator=gen, device=device)
+    # which gradients to compute: (weight and bias) for the C++/CUDA op, (hidden, weight, bias) for Triton's
+    needs = (True, True, True) if backend == "triton" else (True,)
     pairs = [randn(4, generator=gen, device=device).requires_grad_() for _ in range(4)]
     eps = torch.full((4,), 0.1, device=device)
     ids = torch.tensor([0, 0, -1, 2, 2, 1], device=device)
@@ -27,7 +38,7 @@ def sample_args(device, dtype=torch.float32, seed=0):
         "token_logprobs_backward": (g, g.flip(0), logits.detach(), labels, lse, -100, 1.0),
         "linear_token_logprobs": (hidden, weight, bias, labels, -100, 0.8),
         "linear_token_logprobs_backward": (g, g.flip(0), hidden.detach(), weight.detach(), bias.detach(), labels,
-                                           lin_lse, -100, 1.0, True),
+                                           lin_lse, -100, 1.0, *needs),
         "segment_logprobs": (g.clone().requires_grad_(), ids, 3, True),
         "segment_logprobs_backward": (randn(3, generator=gen, device=device), ids, 3, False),
         "preference_loss": (*pairs, eps, 0.1, "sigmoid", 0.0),
@@ -35,25 +46,25 @@ def sample_args(device, dtype=torch.float32, seed=0):
     }
 
 
-@pytest.mark.parametrize("device,backend", COMPILED)
+@pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 @pytest.mark.parametrize("name", ["token_logprobs", "token_logprobs_backward", "linear_token_logprobs",
                                   "linear_token_logprobs_backward", "segment_logprobs", "segment_logprobs_backward",
                                   "preference_loss", "preference_loss_backward"])
 def test_opcheck(device, backend, name):
     skip_if_missing(backend)
-    args = sample_args(device)[name]
-    torch.library.opcheck(getattr(torch.ops.lit_align, name).default, args)
+    args = sample_args(device, backend)[name]
+    torch.library.opcheck(op(backend, name).default, args)
 
 
-@pytest.mark.parametrize("device,backend", COMPILED)
+@pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 def test_opcheck_without_bias_and_frozen_weight(device, backend):
     skip_if_missing(backend)
-    hidden, weight, _, labels, _, _ = sample_args(device)["linear_token_logprobs"]
-    torch.library.opcheck(torch.ops.lit_align.linear_token_logprobs.default,
+    hidden, weight, _, labels, _, _ = sample_args(device, backend)["linear_token_logprobs"]
+    torch.library.opcheck(op(backend, "linear_token_logprobs").default,
                           (hidden, weight.detach(), None, labels, -100, 1.0))
 
 
-@pytest.mark.parametrize("device,backend", COMPILED)
+@pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 def test_compile_fullgraph(device, backend):
     """The public functions trace into one graph through the registered ops and their fake kernels."""
     skip_if_missing(backend)
@@ -82,7 +93,7 @@ def test_compile_fullgraph(device, backend):
         torch.testing.assert_close(g, e)
 
 
-@pytest.mark.parametrize("device,backend", COMPILED)
+@pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 def test_compile_inductor(device, backend):
     """Inductor (the default torch.compile backend) also compiles around the custom ops."""
     skip_if_missing(backend)

@@ -50,8 +50,6 @@ def check_against_reference(device, backend, dtype, n, h, v, use_bias, temperatu
 @pytest.mark.parametrize("n,h,v,use_bias,temperature", CASES)
 def test_matches_reference(device, backend, dtype, n, h, v, use_bias, temperature):
     skip_if_missing(backend)
-    if backend == "triton" and device == "cpu" and dtype == torch.bfloat16:
-        pytest.skip("the Triton interpreter's tl.dot is wrong for bf16 (DESIGN.md §7); covered on GPU")
     check_against_reference(device, backend, dtype, n, h, v, use_bias, temperature, seed=n * 100 + v)
 
 
