@@ -80,6 +80,19 @@ class AlignModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    # ---- checkpoints and export --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lit_align_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def export(self, out_dir: str, tokenizer=None) -> list[str]:
+        """save_pretrained the trained model (LoRA merged) and its tokenizer: a folder plain transformers loads."""
+        model = self.model
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.save_pretrained(out_dir)
+        save_tokenizer(tokenizer, self.hparams.model, out_dir)
+        return [out_dir]
+
     def log_scalars(self, values: dict[str, torch.Tensor], batch_size: int, prefix: str = "") -> None:
         on_step = self.training
         for name, value in values.items():
@@ -101,6 +114,17 @@ def lr_schedule(total: int, warmup_ratio: float, kind: str, min_ratio: float):
         return min_ratio + (1 - min_ratio) * decay
 
     return multiplier
+
+
+def save_tokenizer(tokenizer, model_path: str, out_dir: str) -> None:
+    """Save `tokenizer`, or the one stored with the model being trained, next to an exported model."""
+    if tokenizer is None:
+        from lit_align.models.loading import load_tokenizer
+        try:
+            tokenizer = load_tokenizer(model_path)
+        except (OSError, ValueError):
+            return  # the model folder has no tokenizer: `lit-align export --tokenizer PATH` supplies one
+    tokenizer.save_pretrained(out_dir)
 
 
 def apply_lora(model, settings: dict[str, Any]):

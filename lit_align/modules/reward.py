@@ -8,15 +8,15 @@ Ouyang et al. arXiv 2203.02155 Eq. 1.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
-from torch import nn
 
 from lit_align.metrics.preference import PreferenceMetrics
 from lit_align.models.loading import load_sequence_classifier
 from lit_align.models.scalar import RewardEnsemble, sequence_scalar
-from lit_align.modules.base import AlignModule
+from lit_align.modules.base import AlignModule, save_tokenizer
 from lit_align.ops import preference_loss
 
 
@@ -45,6 +45,15 @@ class ScalarModule(AlignModule):
 
     def check_vocab(self, model) -> None:
         super().check_vocab(model.members[0])
+
+    def export(self, out_dir: str, tokenizer=None) -> list[str]:
+        """One save_pretrained folder (or member_<i>/ folders for an ensemble) that transformers loads."""
+        members = self.model.members
+        paths = [out_dir] if len(members) == 1 else [os.path.join(out_dir, f"member_{i}") for i in range(len(members))]
+        for member, path in zip(members, paths):
+            member.save_pretrained(path)
+            save_tokenizer(tokenizer, self.hparams.model, path)
+        return paths
 
     def member_scores(self, batch) -> torch.Tensor:
         """(M, rows) scores of each member."""
@@ -83,14 +92,3 @@ class RewardModule(ScalarModule):
     def validation_step(self, batch, batch_idx):
         self.step(batch, self.val_metrics, "val/")
 
-
-def export_members(model: nn.Module, out_dir: str, tokenizer=None) -> list[str]:
-    """save_pretrained each ensemble member (one folder, or member_<i>/ folders), loadable by transformers."""
-    import os
-    members = model.members
-    paths = [out_dir] if len(members) == 1 else [os.path.join(out_dir, f"member_{i}") for i in range(len(members))]
-    for member, path in zip(members, paths):
-        member.save_pretrained(path)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(path)
-    return paths
