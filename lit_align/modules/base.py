@@ -52,7 +52,7 @@ class AlignModule(pl.LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        model = self.load_model()
+        model = self.load_model().train()  # from_pretrained returns eval mode; Lightning keeps modes as found
         self.check_vocab(model)
         if self.hparams.gradient_checkpointing:
             model.gradient_checkpointing_enable()

@@ -84,13 +84,12 @@ class DPOModule(AlignModule):
             return
         datamodule = self.trainer.datamodule
         loaders = [datamodule.train_dataloader(), datamodule.val_dataloader()] if datamodule else []
-        was_training = self.model.training
         self.model.eval()
         for loader in loaders:
             for batch in loader:
                 batch = self.transfer_batch_to_device(batch, self.device, 0)
                 self.reference.scores(self.model, batch)
-        self.model.train(was_training)
+        self.model.train()
         if self.trainer.is_global_zero:
             self.reference.save()
         self.print(f"[lit_align.dpo] reference scores cached for {len(self.reference.cache)} pairs "

@@ -1,0 +1,104 @@
+"""DPOModule: the loss against a by-hand computation from the model's own logits, every reference kind."""
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lit_align.data.datamodule import PreferenceDataModule
+from lit_align.modules import DPOModule
+
+
+def one_batch(suite, batch_size=4):
+    dm = PreferenceDataModule(suite.file("preference.jsonl"), str(suite.model), batch_size=batch_size,
+                              max_length=96, shuffle=False)
+    dm.setup("fit")
+    return dm, next(iter(dm.train_dataloader()))
+
+
+def logps_by_hand(model, batch):
+    """Sum over completion tokens of log_softmax(logits)[next token], from the model's full logits."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].double()
+    labels = batch["labels"][:, 1:]
+    mask = labels != -100
+    picked = logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)
+
+
+def perturb(model, seed=1, scale=0.05):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "hinge"])
+def test_loss_matches_hand_computation(suite, loss_type):
+    dm, batch = one_batch(suite)
+    module = DPOModule(str(suite.model), loss_type=loss_type, beta=0.3, rpo_alpha=0.5)
+    module.configure_model()
+    perturb(module.model)  # policy != reference
+    scores, sums, counts = module.pair_scores(batch)
+    policy, ref = logps_by_hand(module.model, batch), logps_by_hand(module.reference.model, batch)
+    torch.testing.assert_close(sums.double(), policy, atol=1e-4, rtol=1e-5)
+    b = len(batch["ids"])
+    if loss_type == "ipo":  # length-normalised, as in the IPO paper
+        policy, ref = policy / counts, ref / counts
+    margin = (policy[:b] - ref[:b]) - (policy[b:] - ref[b:])
+    expected = {"sigmoid": -F.logsigmoid(0.3 * margin), "hinge": torch.relu(1 - 0.3 * margin),
+                "ipo": (margin - 1 / 0.6) ** 2}[loss_type].mean()
+    nll = -logps_by_hand(module.model, batch)[:b].sum() / counts[:b].sum()
+    loss = module.step(batch, module.train_metrics, "")
+    torch.testing.assert_close(loss.double(), expected + 0.5 * nll, atol=1e-4, rtol=1e-4)
+
+
+def test_starts_at_log2_with_every_reference(suite, tmp_path):
+    """Before any update the policy equals its reference, so DPO's loss is exactly log 2 for each kind."""
+    _, batch = one_batch(suite)
+    settings = [dict(reference="copy"), dict(reference="precomputed", reference_cache=str(tmp_path / "ref.pt")),
+                dict(reference="adapter", lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})]
+    for kwargs in settings:
+        module = DPOModule(str(suite.model), beta=0.5, **kwargs)
+        module.configure_model()
+        with torch.no_grad():
+            loss = module.step(batch, module.train_metrics, "")
+        assert loss.item() == pytest.approx(math.log(2), abs=1e-5), kwargs["reference"]
+
+
+def test_precomputed_reference_is_cached_and_reused(suite, tmp_path):
+    cache = tmp_path / "ref.pt"
+    dm, _ = one_batch(suite, batch_size=8)
+    module = DPOModule(str(suite.model), beta=0.5, reference="precomputed", reference_cache=str(cache), lr=1e-3)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, dm)
+    assert cache.exists()
+    stored = torch.load(cache, weights_only=True)
+    assert len(stored["scores"]) == len(dm.datasets["train"])
+    assert module.reference.misses == len(dm.datasets["train"])  # the precompute pass, nothing during training
+
+    again = DPOModule(str(suite.model), beta=0.5, reference="precomputed", reference_cache=str(cache))
+    again.configure_model()
+    assert len(again.reference.cache) == len(dm.datasets["train"])  # a later run skips the reference forward
+
+
+def test_training_raises_the_margin(suite):
+    dm, _ = one_batch(suite, batch_size=8)
+    module = DPOModule(str(suite.model), beta=0.5, lr=5e-3, warmup_ratio=0.0)
+    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, dm)
+    assert trainer.callback_metrics["rewards/margins"] > 0
+    assert trainer.callback_metrics["loss"] < math.log(2)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(loss_type="simpo"), "reference-free"),
+    (dict(loss_type="bt"), "loss_type='bt'"),
+    (dict(reference="adapter"), "needs `lora`"),
+    (dict(reference="none"), "reference-free"),
+])
+def test_bad_settings(suite, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DPOModule(str(suite.model), **kwargs)
