@@ -41,13 +41,16 @@ class AlignCLI(LightningCLI):
                 init_args.save_dir = root
 
     def instantiate_trainer(self, **kwargs):
-        """The default RichProgressBar steps aside when the config turns progress bars off."""
-        from lightning.pytorch.callbacks import RichProgressBar
+        """Each default callback steps aside when the config turns its feature off (no progress bar, no
+        checkpointing, no logger), instead of Lightning refusing the combination."""
+        from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
-        trainer_config = self._get(self.config_init, "trainer", default={})
-        if trainer_config.get("enable_progress_bar") is False:
-            self.trainer_defaults["callbacks"] = [c for c in self.trainer_defaults["callbacks"]
-                                                  if not isinstance(c, RichProgressBar)]
+        config = self._get(self.config_init, "trainer", default={})
+        off = [(config.get("enable_progress_bar") is False, RichProgressBar),
+               (config.get("enable_checkpointing") is False, ModelCheckpoint),
+               (config.get("logger") is False, LearningRateMonitor)]
+        drop = tuple(cls for disabled, cls in off if disabled)
+        self.trainer_defaults["callbacks"] = [c for c in self.trainer_defaults["callbacks"] if not isinstance(c, drop)]
         return super().instantiate_trainer(**kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:

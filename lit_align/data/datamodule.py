@@ -16,7 +16,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, DistributedSampler, Dataset
 
 from lit_align.data.collate import PreferenceCollator, PromptCollator, SFTCollator
 from lit_align.data.jsonl import read_rows
@@ -152,9 +152,16 @@ class AlignDataModule(pl.LightningDataModule):
             return []  # Lightning skips a split whose loader is empty
         if split not in self.datasets:
             self.setup(None)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          collate_fn=self.collator(), num_workers=self.num_workers,
+        dataset = self.datasets[split]
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            # Our own DistributedSampler, so that `shuffle` and `seed` hold under DDP too (Lightning would
+            # otherwise install a shuffled one for training whatever this data module says).
+            sampler = DistributedSampler(dataset, shuffle=shuffle, seed=self.seed, drop_last=False)
+        generator = torch.Generator().manual_seed(self.seed) if shuffle and sampler is None else None
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                          generator=generator, collate_fn=self.collator(), num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
 

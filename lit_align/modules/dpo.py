@@ -127,7 +127,7 @@ class DPOModule(AlignModule):
         loss = losses.mean()
         values = {"loss": loss}
         if self.hparams.rpo_alpha:
-            nll = -sums[:b].sum() / counts[:b].sum()
+            nll = (-sums[:b] / counts[:b]).mean()  # per-sequence length-normalised (RPO Eq. 3), mean over pairs
             loss = loss + self.hparams.rpo_alpha * nll
             values.update(loss=loss, nll=nll)
         if not torch.isfinite(loss):

@@ -15,9 +15,17 @@ class SFTModule(AlignModule):
     """SFT recipe; arguments as AlignModule."""
 
     def nll(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean NLL over every completion token of the global batch (all ranks), and the local token count.
+
+        Under DDP the gradients are averaged over ranks, so each rank divides its sum by the global token
+        count and multiplies by the world size: the result is the single-process token mean, not a mean of
+        per-rank means (which would weight tokens of short batches more).
+        """
         token_logp, labels = shifted_logps(self.model, batch, backend=self.hparams.backend)  # (B, T-1)
         tokens = (labels != -100).sum()
-        return -token_logp.sum() / tokens.clamp(min=1), tokens
+        world = self.trainer.world_size if self._trainer is not None else 1
+        total = self.all_gather(tokens).sum() if world > 1 else tokens
+        return -token_logp.sum() * world / total.clamp(min=1), tokens
 
     def training_step(self, batch, batch_idx):
         loss, tokens = self.nll(batch)

@@ -4,6 +4,11 @@ hidden (2B, T, H) -> LM head -> token log-probs -> per-sequence sums (or means) 
 backward through all of it and never an (N, V) tensor: linear_token_logprobs streams the vocabulary and
 recomputes logit tiles in its backward. Rows 0..B-1 are the chosen sequences, rows B..2B-1 the rejected
 ones (TRL's and Liger's layout); labels are already shifted and ignore_index marks prompt and padding.
+
+Two strategies for the LM-head gradient (DESIGN §3 asks to measure both; benchmarks/bench_ops.py does):
+  strategy="recompute"  the op chain above: the backward recomputes logit tiles (Cut Cross-Entropy)
+  strategy="chunked"    Liger-style: chunks of whole pairs, gradients computed in the forward
+                        (fused_preference_chunked.py; plain PyTorch, one chunk's logits at a time)
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import torch
 from lit_align.ops.linear_token_logprobs import linear_token_logprobs
 from lit_align.ops.preference_loss import preference_loss
 from lit_align.ops.sequence_logprobs import sequence_logprobs
+
+STRATEGIES = ("recompute", "chunked")
 
 
 def split_pairs(hidden: torch.Tensor, labels: torch.Tensor) -> int:
@@ -29,13 +36,30 @@ def fused_linear_preference_loss(hidden: torch.Tensor, weight: torch.Tensor, lab
                                  ref_rejected: torch.Tensor | None = None, beta: float = 0.1,
                                  loss_type: str = "sigmoid", label_smoothing=0.0, gamma: float = 0.0,
                                  ignore_index: int = -100, average_log_prob: bool = False, temperature: float = 1.0,
-                                 return_logps: bool = False, backend: str = "auto"):
+                                 return_logps: bool = False, backend: str = "auto", strategy: str = "recompute",
+                                 chunk_size: int | None = None):
     """Per-pair DPO-family loss straight from the policy's final hidden states.
 
     Returns (loss (B,), chosen_rewards (B,), rejected_rewards (B,)), and with return_logps=True also the
     policy's (chosen_logps (B,), rejected_logps (B,)) for logging. ref_* are the reference model's sequence
     scores, precomputed (or from this op's `sequence_scores` on the reference model's hidden states).
+    strategy: "recompute" (kernels per `backend`) or "chunked" (gradient in the forward, plain PyTorch, so
+    backend must be "auto" or "torch"; chunk_size pairs per chunk, default 1). Both give the gradient of
+    any upstream gradient of the per-pair loss, not only of loss.mean().
     """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r}; expected one of {STRATEGIES}")
+    if strategy == "chunked":
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"strategy='chunked' is plain PyTorch; backend must be 'auto' or 'torch', got {backend!r}")
+        from lit_align.ops.fused_preference_chunked import chunked_linear_preference_loss
+        out = chunked_linear_preference_loss(
+            hidden, weight, labels, bias=bias, ref_chosen=ref_chosen, ref_rejected=ref_rejected, beta=beta,
+            loss_type=loss_type, label_smoothing=label_smoothing, gamma=gamma, ignore_index=ignore_index,
+            average_log_prob=average_log_prob, temperature=temperature, chunk_size=chunk_size)
+        return out if return_logps else out[:3]
+    if chunk_size is not None:
+        raise ValueError("chunk_size applies to strategy='chunked' only")
     batch = split_pairs(hidden, labels)
     scores = sequence_scores(hidden, weight, labels, bias=bias, ignore_index=ignore_index,
                              average_log_prob=average_log_prob, temperature=temperature, backend=backend)  # (2B,)

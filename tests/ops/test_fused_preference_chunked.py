@@ -111,7 +111,7 @@ def test_frozen_head_and_no_grad(monkeypatch):
     def no_gradient_work(*args, **kwargs):
         raise AssertionError("gradient work under torch.no_grad()")
 
-    monkeypatch.setattr(chunked, "_head_grads", no_gradient_work)
+    monkeypatch.setattr(chunked._Grads, "add_chunk", no_gradient_work)
     with torch.no_grad():
         again = fused_linear_preference_loss(hidden, weight, labels, ref_chosen=refs[0], ref_rejected=refs[1],
                                              strategy="chunked")[0]

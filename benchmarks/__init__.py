@@ -1,0 +1,1 @@
+"""Microbenchmarks (bench_*.py); a package so that tests can import them."""

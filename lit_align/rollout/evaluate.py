@@ -1,0 +1,194 @@
+"""Evaluate a policy on task prompts: checker success, diversity, reward, KL to a reference, length.
+
+`evaluate_policy` answers every row greedily and scores the answers with the row's checker (the "task"
+column of the lit_align.tasks suite); success alone hides a degenerate policy ("lemon lemon lemon"), so
+diversity is reported beside it. With a reward model it adds the mean reward of the greedy answers; with a
+reference model (e.g. the SFT model) it samples `kl_samples` responses per prompt from the policy at
+temperature 1 and estimates KL(policy || reference) (kl.py).
+
+Metric names (all floats): n, success (share with checker score 1), score (mean checker score),
+distinct_words (mean number of different words per response), repeated_words (share of responses that
+repeat a word), distinct_responses (different responses / n), length (mean generated tokens, stop token
+included), finished (share that ended with a stop token rather than max_new_tokens), and when asked
+reward, kl, kl_k3, kl_per_token, kl_k3_per_token. "examples" holds a few rows for display.
+
+`main` is the `lit-align evaluate` command: a rich table on stdout, the full result as JSON (atomically).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lit_align.rollout.generate import encode_prompts, generate
+from lit_align.rollout.kl import kl_to_reference
+from lit_align.rollout.reward import reward_scores
+
+METRIC_NAMES = {"success_rate": "success", "mean_score": "score", "distinct_words_per_response": "distinct_words",
+                "repeated_word_share": "repeated_words", "distinct_response_share": "distinct_responses"}
+
+
+def read_task_rows(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows with "prompt" and "task" from a JSONL file (the first `limit`); errors name the file and line."""
+    from lit_align.data.jsonl import read_rows
+    from lit_align.tasks.checkers import checker_from_dict
+
+    rows = read_rows(path, "prompt")[:limit]
+    if not rows:
+        raise ValueError(f"{path}: no rows to evaluate")
+    for row in rows:
+        if "task" not in row:
+            raise ValueError(f"{row['_where']}: missing field 'task' (a checker dict from lit_align.tasks; "
+                             f"found {', '.join(repr(k) for k in row if not k.startswith('_'))})")
+        try:
+            checker_from_dict(row["task"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{row['_where']}: field 'task': {error}") from None
+    return rows
+
+
+def evaluate_policy(model, tokenizer: Any, rows: list[dict], *, reward_model=None, reward_tokenizer: Any = None,
+                    reference=None, max_new_tokens: int = 32, batch_size: int = 64, kl_samples: int = 1,
+                    seed: int = 0, progress: bool | str = False, encoder: Any = None,
+                    num_examples: int = 5) -> dict[str, Any]:
+    """Metrics of `model` on `rows` (each with "prompt" and a "task" checker dict); see the module docstring.
+
+    `encoder` (a RowEncoder, e.g. the training data module's) encodes the prompts as in training.
+    """
+    from lit_align.tasks.checkers import checker_from_dict
+    from lit_align.tasks.evaluate import score_responses
+
+    if not rows:
+        raise ValueError("no rows to evaluate")
+    missing = next((i for i, row in enumerate(rows) if "task" not in row), None)
+    if missing is not None:
+        raise ValueError(f"{rows[missing].get('_where', f'row {missing}')}: missing field 'task'")
+    if kl_samples < 1:
+        raise ValueError(f"kl_samples must be >= 1, got {kl_samples}")
+    prompts = encode_prompts(tokenizer, rows, encoder)
+    title = progress if isinstance(progress, str) else "evaluating"
+
+    def bar(stage: str) -> str | bool:
+        return f"{title}: {stage}" if progress else False
+
+    greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                      progress=bar("greedy"))
+    responses = [g.text for g in greedy]
+    n = len(rows)
+    scores = score_responses([row["task"] for row in rows], responses)
+    metrics: dict[str, Any] = {"n": float(n), **{new: float(scores[old]) for old, new in METRIC_NAMES.items()},
+                               "length": sum(g.num_tokens for g in greedy) / n,
+                               "finished": sum(g.finished for g in greedy) / n}
+    if reward_model is not None:
+        rewards = reward_scores(reward_model, reward_tokenizer or tokenizer, [row["prompt"] for row in rows],
+                                responses, batch_size=batch_size)
+        metrics["reward"] = rewards.mean().item()
+    if reference is not None:
+        repeated = [p for p in prompts for _ in range(kl_samples)]
+        samples = generate(model, tokenizer, repeated, max_new_tokens=max_new_tokens, do_sample=True,
+                           temperature=1.0, top_p=1.0, batch_size=batch_size, seed=seed,
+                           progress=bar("sampling for KL"))
+        metrics.update(kl_to_reference(model, reference, tokenizer, samples, batch_size))
+    examples = []
+    for row, response in zip(rows[:num_examples], responses[:num_examples], strict=True):
+        check = checker_from_dict(row["task"]).check(response)
+        examples.append({"prompt": row["prompt"], "response": response, "score": check.score,
+                         "feedback": check.feedback})
+    return {**metrics, "examples": examples}
+
+
+# ---- the `lit-align evaluate` command ---------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lit-align evaluate", description="Evaluate a policy on task prompts "
+                                     "(JSONL rows with 'prompt' and a 'task' checker, e.g. from `lit-align suite`).")
+    parser.add_argument("--model", required=True, help="policy folder (or hub id) with its tokenizer")
+    parser.add_argument("--prompts", required=True, help="JSONL file of rows with 'prompt' and 'task'")
+    parser.add_argument("--reward-model", help="reward model folder (a sequence classifier) to score answers")
+    parser.add_argument("--reference", help="reference causal LM folder (e.g. the SFT model) for the KL")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--limit", type=int, help="evaluate the first N rows only")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--kl-samples", type=int, default=1, help="sampled responses per prompt for the KL")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--json", dest="json_out", help="write the metrics and examples to this JSON file")
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Load the models named in `args`, evaluate, and return the result (metrics, examples, sources)."""
+    import torch
+
+    from lit_align.models.loading import load_causal_lm, load_sequence_classifier, load_tokenizer
+
+    rows = read_task_rows(args.prompts, args.limit)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = load_tokenizer(args.model)
+    model = load_causal_lm(args.model, dtype=args.dtype).to(device)
+    reward_model = reward_tokenizer = reference = None
+    if args.reward_model:
+        reward_tokenizer = _tokenizer_or(args.reward_model, tokenizer)
+        reward_model = load_sequence_classifier(args.reward_model, dtype=args.dtype,
+                                                pad_token_id=reward_tokenizer.pad_token_id).to(device)
+    if args.reference:
+        reference = load_causal_lm(args.reference, dtype=args.dtype).to(device)
+    result = evaluate_policy(model, tokenizer, rows, reward_model=reward_model, reward_tokenizer=reward_tokenizer,
+                             reference=reference, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                             kl_samples=args.kl_samples, seed=args.seed, progress=True)
+    sources = {"model": args.model, "prompts": str(args.prompts), "reward_model": args.reward_model,
+               "reference": args.reference, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
+    return {**result, "sources": sources}
+
+
+def _tokenizer_or(path: str, fallback: Any) -> Any:
+    """The tokenizer saved with the reward model, else the policy's (same tokenizer family)."""
+    from lit_align.models.loading import load_tokenizer
+
+    try:
+        return load_tokenizer(path)
+    except (OSError, ValueError):
+        return fallback
+
+
+def print_result(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    metrics = Table(title="policy evaluation")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for name, value in result.items():
+        if isinstance(value, float):
+            metrics.add_row(name, f"{value:.4g}")
+    examples = Table(title="examples", show_lines=True)
+    for column in ("prompt", "response", "score", "feedback"):
+        examples.add_column(column, overflow="fold")
+    for ex in result["examples"]:
+        examples.add_row(str(ex["prompt"]), ex["response"] or "(empty)", f"{ex['score']:.2f}", ex["feedback"] or "")
+    console = Console()
+    console.print(metrics)
+    console.print(examples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`lit-align evaluate ...`: 0 on success; bad input exits with status 2 and a one-line error."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result = run(args)
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"lit-align evaluate: error: {error}\n")
+    print_result(result)
+    if args.json_out:
+        from lit_align.tasks.build import write_json
+
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.json_out, result)  # a temporary file renamed into place
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Monte-Carlo estimates of KL(pi || ref) from responses sampled from the policy pi.
+
+With y ~ pi(.|x) and, per generated token t, log r_t = log ref(y_t|x,y_<t) - log pi(y_t|x,y_<t):
+
+  k1 = sum_t -log r_t                 unbiased for the sequence KL, high variance, can be negative
+  k3 = sum_t (r_t - 1) - log r_t      unbiased too (E_pi[r_t] = 1 at every step), never negative,
+                                      lower variance (Schulman, "Approximating KL divergence", 2020)
+
+Both are reported per sequence (summed over its tokens, averaged over samples: the KL a PPO/RLOO penalty
+uses) and per token (summed over all sampled tokens, divided by their number). The samples must come
+from pi at temperature 1 with no truncation (top-p 1, no top-k), else the estimates are biased.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lit_align.rollout.generate import Generation
+from lit_align.rollout.score import completion_token_logps
+
+
+def kl_estimates(policy_logps: list[torch.Tensor], reference_logps: list[torch.Tensor]) -> dict[str, float]:
+    """k1/k3 KL estimates from per-sample token log-probs (each a (num_tokens,) tensor) of pi and ref."""
+    if len(policy_logps) != len(reference_logps) or not policy_logps:
+        raise ValueError(f"need matching, non-empty samples; got {len(policy_logps)} and {len(reference_logps)}")
+    pairs = zip(policy_logps, reference_logps, strict=True)
+    log_r = [ref.double() - pi.double() for pi, ref in pairs]  # per sample (T_i,)
+    k1 = torch.stack([(-lr).sum() for lr in log_r])  # (S,)
+    k3 = torch.stack([(lr.exp() - 1 - lr).sum() for lr in log_r])  # (S,)
+    tokens = max(1, sum(lr.numel() for lr in log_r))
+    return {"kl": k1.mean().item(), "kl_k3": k3.mean().item(),
+            "kl_per_token": k1.sum().item() / tokens, "kl_k3_per_token": k3.sum().item() / tokens}
+
+
+def kl_to_reference(policy, reference, tokenizer: Any, samples: list[Generation], batch_size: int = 64
+                    ) -> dict[str, float]:
+    """KL(pi || ref) estimates on `samples` drawn from `policy` (both models share `tokenizer`)."""
+    pi = completion_token_logps(policy, tokenizer, samples, batch_size)
+    ref = completion_token_logps(reference, tokenizer, samples, batch_size)
+    return kl_estimates(pi, ref)
