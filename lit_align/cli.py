@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in TOOLS:
         import importlib
-        importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
+        rest = ["build", *argv[1:]] if argv[0] == "suite" else argv[1:]  # `lit-align suite --out DIR`
+        importlib.import_module(TOOLS[argv[0]]).main(rest)
         return
     cli_main(argv)
 

@@ -3,7 +3,8 @@
 // Both ops need, for each row of logits z = x * scale (scale = 1 / temperature):
 //   * an online logsumexp: the row streams through once, in blocks that stay in L1 between a max pass
 //     and an exp-sum pass; the running sum is rescaled whenever the running max grows;
-//   * the scaled softmax coef * exp(z - lse), written back in the row's own dtype.
+//   * the scaled softmax coef * exp(z - lse), written in the row's own dtype (softmax_scaled), and the
+//     full gradient row of a token log-prob with its label entry kept accurate (softmax_grad_row).
 // Inputs may be float, double, bfloat16 or half; the statistics are float (double for double inputs).
 // float uses exp_u20 (a ~20 ULP polynomial, ample for probabilities and their sum), double uses Sleef exp.
 #pragma once
@@ -116,19 +117,44 @@ inline void online_lse_update(const T* x, int64_t n, acc_t<T> scale, OnlineLSE<a
   }
 }
 
-// out[j] = coef * exp(x[j] * scale - lse), rounded to T once; out may alias x.
+// out[j] = coef * p_j with p_j = exp(x[j] * scale - lse), rounded to T once; returns sum_j p_j. out may alias x.
 template <typename T>
-inline void softmax_scaled(const T* x, int64_t n, acc_t<T> scale, acc_t<T> lse, acc_t<T> coef, T* out) {
+inline acc_t<T> softmax_scaled(const T* x, int64_t n, acc_t<T> scale, acc_t<T> lse, acc_t<T> coef, T* out) {
   using A = acc_t<T>;
   using Vec = Vectorized<A>;
   const Vec vscale(scale), vneg(-lse), vcoef(coef);
-  Vec a, b;
+  Vec s0(A(0)), s1(A(0)), a, b;
   int64_t j = 0;
   for (; j + kStep<T> <= n; j += kStep<T>) {
     load2(x + j, a, b);
-    store2(out + j, vcoef * vexp(at::vec::fmadd(a, vscale, vneg)), vcoef * vexp(at::vec::fmadd(b, vscale, vneg)));
+    const Vec pa = vexp(at::vec::fmadd(a, vscale, vneg)), pb = vexp(at::vec::fmadd(b, vscale, vneg));
+    s0 = s0 + pa;
+    s1 = s1 + pb;
+    store2(out + j, vcoef * pa, vcoef * pb);
   }
-  for (; j < n; ++j) out[j] = static_cast<T>(coef * std::exp(static_cast<A>(x[j]) * scale - lse));
+  A s = at::vec::vec_reduce_all<A>([](Vec& p, Vec& q) { return p + q; }, s0 + s1);
+  for (; j < n; ++j) {
+    const A p = std::exp(static_cast<A>(x[j]) * scale - lse);
+    s += p;
+    out[j] = static_cast<T>(coef * p);
+  }
+  return s;
+}
+
+// One row of d(g_logp * log p_label + g_lse * lse) / dx for z = x * scale, p = softmax(z):
+//   out[j] = (g_lse - g_logp) * p_j * scale (j != label),  out[label] = (g_lse * p_label + g_logp * q) * scale,
+// with q = sum_{j != label} p_j standing for 1 - p_label: computed as 1 - p_label it would lose every digit
+// when p_label is close to 1 (and the saved float32 lse shifts all p_j by the same relative error, which q
+// keeps relative). Everything in acc_t<T>; each output rounded to T once.
+template <typename T>
+inline void softmax_grad_row(const T* x, int64_t n, acc_t<T> scale, acc_t<T> lse, acc_t<T> g_logp,
+                             acc_t<T> g_lse, int64_t label, T* out) {
+  using A = acc_t<T>;
+  const A coef = (g_lse - g_logp) * scale;
+  const A others = softmax_scaled(x, label, scale, lse, coef, out) +
+                   softmax_scaled(x + label + 1, n - label - 1, scale, lse, coef, out + label + 1);
+  const A p_label = std::exp(static_cast<A>(x[label]) * scale - lse);
+  out[label] = static_cast<T>((g_lse * p_label + g_logp * others) * scale);
 }
 
 }  // namespace lit_align::cpu

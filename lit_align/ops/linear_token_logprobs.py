@@ -65,7 +65,7 @@ def linear_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, labels: to
     check_linear_inputs(hidden, weight, bias, labels, ignore_index)
     _validate.check_temperature(temperature)
     backend = resolve_backend(backend, "linear_token_logprobs", hidden.device)
-    flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # (N, H)
+    flat_hidden = hidden.reshape(labels.numel(), hidden.shape[-1])  # (N, H); H may be 0
     flat_labels = labels.reshape(-1).long()  # (N,)
     if backend == "torch":
         logp = linear_token_logprobs_reference(flat_hidden, weight, flat_labels, bias=bias,

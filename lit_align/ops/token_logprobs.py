@@ -50,7 +50,7 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: 
     _validate.check_temperature(temperature)
     _validate.check_same_device(logits=logits, labels=labels)
     backend = resolve_backend(backend, "token_logprobs", logits.device)
-    flat_logits = logits.reshape(-1, logits.shape[-1])  # (N, V)
+    flat_logits = logits.reshape(labels.numel(), logits.shape[-1])  # (N, V); V may be 0
     flat_labels = labels.reshape(-1).long()  # (N,)
     if backend == "torch":
         logp = token_logprobs_reference(flat_logits, flat_labels, ignore_index=ignore_index, temperature=temperature)
