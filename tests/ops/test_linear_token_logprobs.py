@@ -107,3 +107,20 @@ def test_gradcheck_float64(backend):
 def test_hypothesis_cpp(n, h, v, ignore_share, use_bias, seed):
     skip_if_missing("cpp")
     check_against_reference("cpu", "cpp", torch.float32, n, h, v, use_bias, 1.0, seed, ignore_share)
+
+
+@pytest.mark.parametrize("valid", [64, 16, 0])
+def test_ignored_rows_cost_no_lm_head_work(valid):
+    """The C++ op multiplies only the labelled rows: the profiler's matmul FLOPs are exactly the four GEMMs of
+    forward + recompute + two gradients over `valid` rows (CCE-style), whatever the number of ignored rows."""
+    skip_if_missing("cpp")
+    from torch.profiler import ProfilerActivity, profile
+
+    hidden = torch.randn(64, 32, requires_grad=True)
+    weight = torch.randn(500, 32, requires_grad=True)
+    labels = torch.randint(0, 500, (64,))
+    labels[valid:] = IGNORE
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        linear_token_logprobs(hidden, weight, labels, backend="cpp").sum().backward()
+    flops = sum(e.flops for e in prof.events() if e.name in ("aten::mm", "aten::addmm", "aten::matmul"))
+    assert flops == 4 * 2 * valid * 32 * 500
