@@ -12,7 +12,8 @@ CONFIGS = sorted(str(p) for p in Path("configs").glob("*.yaml"))
 def overrides(config: str, suite, root) -> list[str]:
     """Point a config's artifacts/ paths at the test suite (tiny model, small data)."""
     cfg = yaml.safe_load(open(config))
-    args = ["--trainer.max_steps", "2", "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar",
+    args = ["--trainer.max_steps", "2", "--trainer.log_every_n_steps", "1", "--trainer.default_root_dir", str(root),
+            "--trainer.enable_progress_bar",
             "false", "--trainer.enable_model_summary", "false", "--model.init_args.model", str(suite.model),
             "--data.init_args.tokenizer", str(suite.model), "--data.init_args.batch_size", "4"]
     for key, value in cfg["data"]["init_args"].items():

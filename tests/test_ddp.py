@@ -38,4 +38,6 @@ def test_ddp_two_cpu_processes_match_one(suite, tmp_path):
     ddp_losses = [(a + b) / 2 for a, b in zip(rank0["losses"], rank1["losses"])]
     assert len(ddp_losses) == len(single["losses"]) == 3
     torch.testing.assert_close(torch.tensor(ddp_losses), torch.tensor(single["losses"]), atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(rank0["weights"], single["weights"], atol=1e-5, rtol=1e-4)
+    # AdamW divides by sqrt(v): rounding-level gradient differences move a few weights by ~1e-5, far below
+    # one learning-rate-sized step (3e-3) that a wrong gradient would produce.
+    torch.testing.assert_close(rank0["weights"], single["weights"], atol=1e-4, rtol=1e-4)
