@@ -1,0 +1,577 @@
+"""One DPO training step, lit_align's DPOModule against TRL's DPOTrainer: same model, same batch, same optimizer.
+
+    python benchmarks/bench_dpo_step.py --device cpu                        # V=32000, 8 pairs x 512 tokens
+    python benchmarks/bench_dpo_step.py --device cpu --pairs 4 --seq-len 256 --json /tmp/dpo_step.json
+    python benchmarks/bench_dpo_step.py --device cuda --json benchmarks/results/dpo_step_h100.json
+
+The model: a random Llama built from a config (hidden 256, 2 layers, 4 heads, intermediate 1024, vocabulary
+--vocab, untied embeddings so the LM head is a real (V, H) matrix), saved with a word-level tokenizer to a
+temporary folder and loaded by path on both sides (float32 on CPU, bfloat16 on CUDA; sdpa attention, no gradient
+checkpointing, no autocast: TRL's DPOConfig defaults gradient_checkpointing=True and bf16=True, both turned off).
+
+The batch: random token ids (seeded), per pair a prompt of about T/3 tokens and a chosen and a rejected completion
+of varying length, the longest sequence exactly T, right padding. It is collated in TRL's format (input_ids,
+attention_mask, completion_mask (2B, T), chosen rows then rejected rows; checked equal to what
+`trainer.data_collator`, TRL's DataCollatorForPreference, makes of the same rows), and lit_align's batch is derived
+from it (same input_ids and attention_mask, labels = input_ids with -100 where completion_mask is 0, ids).
+
+The step, identical on both sides apart from the loss call (AdamW, lr --lr, weight decay 0, set_to_none grads):
+  lit_align  DPOModule(path, beta=0.1, reference="copy", backend="auto"), configure_model();
+             loss = module.step(batch, module.train_metrics, ""); loss.backward(); opt.step(); opt.zero_grad()
+             (step() updates the preference metrics and calls self.log, which returns early without a Trainer;
+             its "no trainer" warning is silenced)
+  trl        DPOTrainer(model=policy, ref_model=frozen copy, DPOConfig(beta=0.1, loss_type=["sigmoid"], ...));
+             loss = trainer._compute_loss(trainer.model, batch, return_outputs=False); then the same three calls.
+             TRL 1.16 already scores through a fused, vocabulary-tiled LM head (trl/trainer/utils.py
+             add_fused_lm_head, trl/kernels/chunked_logprob.py): that is the competitor, not a logits-materialising
+             baseline. As shipped, on devices without Triton (CPU) it projects every position, prompt and padding
+             included, and its policy forward also computes the entropy / mean-logit / top-1 statistics that
+             DPOTrainer logs; on CUDA it projects only the completion tokens (Triton kernels).
+
+Same work: the first two step losses of both sides are compared (step 1: the policy equals its reference, so the
+loss is log 2 on both; step 2 follows one AdamW update from each side's gradients, so it checks the gradients
+too), and so are step 1's mean chosen / rejected sequence log-probs (TRL's and lit_align's logps/chosen and
+logps/rejected metrics). They are printed and stored; a relative difference above --tolerance (default 1e-4 in
+float32, 1e-2 in bfloat16) is flagged as a mismatch.
+
+Speed: the providers' steps are interleaved (lit_align, trl, lit_align, trl, ...) so that a change in the load of
+a shared machine hits both; median (and 20th/80th percentiles in the JSON) of --repeats steps after --warmup
+untimed steps (at least 2, the checked ones), wall clock, bracketed by torch.cuda.synchronize() on CUDA.
+Tokens/s = the batch's non-padding tokens (all 2B sequences) / median step time. Threads: torch's default
+(OMP_NUM_THREADS); on a 2-core machine shared with other work, OMP_NUM_THREADS=1 gives steadier numbers (a
+2-thread parallel region can wait a whole scheduler slice for its second core).
+
+Peak memory of one step, above what is held before it (weights, reference, AdamW state, batch), each provider
+measured alone after its warm-up steps:
+  * CUDA: torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated() (after reset_peak_memory_stats()),
+    the provider built afresh in this process once the timing models are freed.
+  * CPU: a fresh process per provider from a forkserver, peak RSS growth over the step (VmHWM after
+    /proc/self/clear_refs, as in benchmarks/bench_ops.py, whose helpers this file uses). held_mib in the JSON is
+    the process's resident set before the step (interpreter and libraries included) on CPU, allocated tensors on
+    CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import ctypes
+import dataclasses
+import functools
+import gc
+import importlib
+import importlib.metadata
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_ops import _choices, _free, _reason, _status_kib, _sync  # noqa: E402
+
+MODULE = "benchmarks.bench_dpo_step"  # the name the CPU memory processes import this file by
+PROVIDERS = ("lit_align", "trl")
+BASELINE = "trl"
+BETA = 0.1
+IGNORE = -100
+PAD, EOS, UNK = 0, 1, 2  # special token ids of the word-level tokenizer; ordinary tokens are 3 .. V-1
+DEFAULTS = {
+    "cpu": dict(dtype="float32", repeats=5, warmup=2),
+    "cuda": dict(dtype="bfloat16", repeats=20, warmup=3),
+}
+# Imported by the forkserver once, so that each CPU memory process starts with them loaded (about 10 s otherwise).
+PRELOAD = ["torch", "transformers", "transformers.models.llama.modeling_llama", "trl", "trl.trainer.dpo_trainer",
+           "datasets", "lit_align.ops", "lit_align.modules.dpo", "benchmarks.bench_ops", MODULE]
+# bfloat16: TRL rounds each logit tile to bf16 before its fp32 log-softmax, and one AdamW step on bf16 weights
+# rounds updates to the weights' resolution, so the second loss can differ at the per-mille level.
+TOLERANCE = {"float32": 1e-4, "bfloat16": 1e-2}
+NO_TRAINER_WARNING = r".*self\.log\(\)` but the `self\.trainer` reference is not registered.*"
+
+
+# ---- model, tokenizer, batch ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    model_dir: str
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    pairs: int
+    seq_len: int
+    dtype: str
+    lr: float
+    seed: int
+
+    def describe(self) -> str:
+        return (f"Llama H={self.hidden} L={self.layers} heads={self.heads} I={self.intermediate} V={self.vocab} "
+                f"(untied head); {self.pairs} pairs x {self.seq_len} tokens; {self.dtype}; AdamW lr={self.lr}")
+
+
+def build_tokenizer(vocab: int):
+    """A word-level tokenizer over `vocab` entries: <pad>, <eos>, <unk>, then w3 .. w{V-1} (built offline)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *(f"w{i}" for i in range(3, vocab))])}
+    tokenizer = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>",
+                                   unk_token="<unk>")
+
+
+def build_model(setup: Setup) -> None:
+    """Random Llama (seeded) + tokenizer, saved to setup.model_dir."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=setup.vocab, hidden_size=setup.hidden, intermediate_size=setup.intermediate,
+                         num_hidden_layers=setup.layers, num_attention_heads=setup.heads,
+                         num_key_value_heads=setup.heads, max_position_embeddings=max(2048, setup.seq_len),
+                         tie_word_embeddings=False, pad_token_id=PAD, eos_token_id=EOS, bos_token_id=None)
+    torch.manual_seed(setup.seed)
+    LlamaForCausalLM(config).save_pretrained(setup.model_dir)
+    build_tokenizer(setup.vocab).save_pretrained(setup.model_dir)
+
+
+def make_examples(setup: Setup) -> list[dict]:
+    """TRL's tokenized preference rows (prompt_ids, chosen_ids, rejected_ids): random ids, prompt ~T/3,
+    completions of varying length, the first chosen sequence exactly seq_len long (so the batch is (2B, T))."""
+    gen = torch.Generator().manual_seed(setup.seed)
+    t = setup.seq_len
+    jitter = max(1, t // 12)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(3, setup.vocab, (n,), generator=gen).tolist()
+
+    def between(low: int, high: int) -> int:
+        return int(torch.randint(low, high + 1, (1,), generator=gen))
+
+    rows = []
+    for i in range(setup.pairs):
+        prompt = min(t - 2, max(1, t // 3 + between(-jitter, jitter)))
+        room = t - prompt
+        chosen = room if i == 0 else between(max(1, room // 3), room)
+        rejected = between(max(1, room // 3), room)
+        rows.append(dict(prompt_ids=ids(prompt), chosen_ids=ids(chosen), rejected_ids=ids(rejected)))
+    return rows
+
+
+def trl_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """TRL's collated batch: input_ids, attention_mask, completion_mask (2B, T), chosen rows then rejected, right
+    padding. Written out here so that lit_align's memory process need not import TRL; build_trl checks it equal to
+    `trainer.data_collator(examples)` (trl's DataCollatorForPreference)."""
+    from lit_align.data.collate import pad
+
+    sides = [(ex["prompt_ids"], ex[f"{side}_ids"]) for side in ("chosen", "rejected") for ex in examples]
+    return dict(input_ids=pad([p + c for p, c in sides], PAD),  # (2B, T)
+                attention_mask=pad([[1] * (len(p) + len(c)) for p, c in sides], 0),  # (2B, T)
+                completion_mask=pad([[0] * len(p) + [1] * len(c) for p, c in sides], 0))  # (2B, T)
+
+
+def lit_batch(batch: dict[str, torch.Tensor]) -> dict:
+    """lit_align's preference batch from TRL's: labels (2B, T) = input_ids, -100 off the completion."""
+    ids = batch["input_ids"]
+    return dict(input_ids=ids, attention_mask=batch["attention_mask"],
+                labels=ids.masked_fill(batch["completion_mask"] == 0, IGNORE),
+                ids=[f"pair{i}" for i in range(ids.shape[0] // 2)], index=torch.arange(ids.shape[0] // 2))
+
+
+def _to(batch: dict, device: str) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+# ---- providers: build(setup, device) -> Runner ----------------------------------------------------------------
+class Unavailable(Exception):
+    """The provider cannot run here; the message says why."""
+
+
+@dataclasses.dataclass
+class Runner:
+    step: Callable[[], torch.Tensor]  # one training step; returns the (detached) loss
+    logps: Callable[[], tuple[float, float]]  # mean chosen / rejected sequence log-probs of the first step
+    keep: tuple = ()  # objects that must outlive the runner's closures (models, trainer, optimizer)
+
+
+def _optimizer(params, setup: Setup) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in params if p.requires_grad], lr=setup.lr, weight_decay=0.0)
+
+
+def build_lit_align(setup: Setup, device: str) -> Runner:
+    from lit_align.modules.dpo import DPOModule
+
+    module = DPOModule(setup.model_dir, beta=BETA, reference="copy", dtype=setup.dtype, lr=setup.lr,
+                       backend="auto")
+    module.configure_model()
+    module.to(device).train()
+    optimizer = _optimizer(module.parameters(), setup)
+    batch = _to(lit_batch(trl_batch(make_examples(setup))), device)
+    first: list[tuple[float, float]] = []
+
+    def step() -> torch.Tensor:
+        loss = module.step(batch, module.train_metrics, "")  # self.log returns early: no Trainer (warning silenced)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if not first:
+            means = module.train_metrics.means
+            first.append((float(means["logps__chosen"].compute()), float(means["logps__rejected"].compute())))
+        return loss.detach()
+
+    return Runner(step, lambda: first[0], (module, optimizer))
+
+
+def build_trl(setup: Setup, device: str) -> Runner:
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    dtype = getattr(torch, setup.dtype)
+    policy = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=dtype).train()
+    reference = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=dtype).eval().requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(setup.model_dir)
+    out = tempfile.TemporaryDirectory(prefix="bench_dpo_trl_")  # TrainingArguments wants one; nothing is saved
+    args = DPOConfig(output_dir=out.name, beta=BETA, loss_type=["sigmoid"], report_to="none", use_cpu=device == "cpu",
+                     bf16=False, fp16=False, gradient_checkpointing=False, per_device_train_batch_size=setup.pairs,
+                     learning_rate=setup.lr, weight_decay=0.0, max_length=None, save_strategy="no",
+                     logging_strategy="no", disable_tqdm=True)
+    rows = datasets.Dataset.from_list([dict(prompt="w3 w4", chosen=" w5", rejected=" w6 w7")])
+    with _no_dataset_bars():  # the trainer tokenises a one-row dataset it needs to exist; the batch is ours
+        trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=rows,
+                             processing_class=tokenizer)
+    examples = make_examples(setup)
+    batch = trl_batch(examples)
+    collated = trainer.data_collator(examples)
+    if sorted(collated) != sorted(batch) or any(not torch.equal(collated[k], batch[k]) for k in batch):
+        raise RuntimeError("trl_batch() differs from trainer.data_collator(): the benchmark's batch is out of date")
+    batch = _to(batch, device)
+    model = trainer.model.to(device).train()
+    trainer.ref_model.to(device)
+    optimizer = _optimizer(model.parameters(), setup)
+    first: list[tuple[float, float]] = []
+
+    def step() -> torch.Tensor:
+        loss = trainer._compute_loss(model, batch, return_outputs=False)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if not first:
+            metrics = trainer._metrics["train"]
+            first.append((metrics["logps/chosen"][-1], metrics["logps/rejected"][-1]))
+        return loss.detach()
+
+    return Runner(step, lambda: first[0], (trainer, model, optimizer, out))
+
+
+@contextlib.contextmanager
+def quiet():
+    """No progress bars from transformers, no deprecation chatter from TRL's use of transformers
+    (`gradient_checkpointing` -> `activation_checkpointing`), no Lightning "self.log without a Trainer" warning."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=NO_TRAINER_WARNING)
+            warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated",
+                                    category=FutureWarning)
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _no_dataset_bars():
+    import datasets
+
+    bars = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+
+
+BUILDERS: dict[str, Callable[[Setup, str], Runner]] = {"lit_align": build_lit_align, "trl": build_trl}
+
+
+def build_runner(provider: str, setup: Setup, device: str) -> Runner:
+    return BUILDERS[provider](setup, device)
+
+
+# ---- measuring -------------------------------------------------------------------------------------------------
+def _timed_step(runner: Runner, device: str) -> tuple[float, torch.Tensor]:
+    _sync(device)
+    start = time.perf_counter()
+    loss = runner.step()
+    _sync(device)
+    return (time.perf_counter() - start) * 1e3, loss
+
+
+def _summary(times: list[float]) -> dict:
+    cuts = statistics.quantiles(times, n=5) if len(times) > 1 else [times[0]] * 4
+    return dict(time_ms=statistics.median(times), time_ms_p20=cuts[0], time_ms_p80=cuts[3], times_ms=times)
+
+
+def measure_cuda_memory(provider: str, setup: Setup, warmup: int) -> dict:
+    runner = build_runner(provider, setup, "cuda")
+    for _ in range(warmup):
+        runner.step()
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    loss = runner.step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - before
+    del loss, runner
+    _free("cuda")
+    return dict(peak_mib=peak / 2 ** 20, held_mib=before / 2 ** 20)
+
+
+def cpu_memory_child(provider: str, setup: dict, warmup: int, threads: int) -> dict:
+    """Runs in a fresh process: peak RSS growth of one training step after `warmup` steps, in MiB."""
+    torch.set_num_threads(threads)  # as in the timing process
+    with quiet():
+        runner = build_runner(provider, Setup(**setup), "cpu")
+        for _ in range(warmup):
+            runner.step()
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        baseline = _status_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # VmHWM := VmRSS
+        loss = runner.step()
+        peak = _status_kib("VmHWM")
+        del loss
+    return dict(peak_mib=(peak - baseline) / 1024, held_mib=baseline / 1024)
+
+
+@functools.lru_cache(maxsize=1)
+def _forkserver() -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context("forkserver")
+    # Only takes effect if this process has not started its forkserver yet (e.g. bench_ops in the same pytest
+    # session); the children then import what they need themselves, which is slower but measures the same.
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def measure_cpu_memory(provider: str, setup: Setup, warmup: int) -> dict:
+    child = importlib.import_module(MODULE).cpu_memory_child  # by its import name, also when run as a script
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=_forkserver()) as pool:
+        future = pool.submit(child, provider, dataclasses.asdict(setup), warmup, torch.get_num_threads())
+        try:
+            return future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise RuntimeError("the measuring process died (killed for memory?)") from None
+
+
+def _row(provider: str, **values) -> dict:
+    row = dict(provider=provider, time_ms=None, time_ms_p20=None, time_ms_p80=None, times_ms=None, time_na=None,
+               tokens_per_s=None, peak_mib=None, held_mib=None, memory_na=None, losses=None, logps=None)
+    row.update(values)
+    return row
+
+
+def run_providers(providers: list[str], setup: Setup, args, tokens: int) -> list[dict]:
+    """Build every provider, warm each up (recording its first losses), then time their steps interleaved."""
+    rows = {p: _row(p) for p in providers}
+    runners: dict[str, Runner] = {}
+    for provider in providers:
+        print(f"[bench_dpo_step] {provider}: building and warming up ...", file=sys.stderr, flush=True)
+        try:
+            runner = build_runner(provider, setup, args.device)
+            losses = [float(runner.step()) for _ in range(args.warmup)]
+            _sync(args.device)
+            rows[provider].update(losses=losses, logps=list(runner.logps()))
+            runners[provider] = runner
+        except Exception as error:  # noqa: BLE001 - any failure is reported as the row's reason
+            rows[provider].update(time_na=_reason(error), memory_na=_reason(error))
+        runner = None
+        _free(args.device)
+    times: dict[str, list[float]] = {p: [] for p in runners}
+    failed: dict[str, str] = {}
+    print(f"[bench_dpo_step] timing {args.repeats} steps each, interleaved ...", file=sys.stderr, flush=True)
+    for _ in range(args.repeats):
+        for provider, runner in runners.items():
+            if provider in failed:
+                continue
+            try:
+                elapsed, loss = _timed_step(runner, args.device)
+                times[provider].append(elapsed)
+                del loss
+            except Exception as error:  # noqa: BLE001
+                failed[provider] = _reason(error)
+    runner = None
+    for provider in runners:
+        if provider in failed:
+            rows[provider]["time_na"] = failed[provider]
+        else:
+            rows[provider].update(_summary(times[provider]))
+            rows[provider]["tokens_per_s"] = tokens / (rows[provider]["time_ms"] / 1e3)
+    runners.clear()
+    _free(args.device)
+    for provider, row in rows.items():
+        if row["memory_na"] is not None:
+            continue
+        if args.skip_memory:
+            row["memory_na"] = "skipped (--skip-memory)"
+            continue
+        print(f"[bench_dpo_step] {provider}: peak memory ...", file=sys.stderr, flush=True)
+        try:
+            if args.device == "cuda":
+                row.update(measure_cuda_memory(provider, setup, args.warmup))
+            else:
+                row.update(measure_cpu_memory(provider, setup, args.warmup))
+        except Exception as error:  # noqa: BLE001
+            row["memory_na"] = _reason(error)
+            _free(args.device)
+    return [rows[p] for p in providers]
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """time_ratio / memory_ratio: each row over TRL's (None where either is n/a); max_rel_diff: the largest
+    relative difference of the checked values (the first two step losses, step 1's logps) from TRL's."""
+    base = next((r for r in rows if r["provider"] == BASELINE), {})
+    for row in rows:
+        for key, ratio in (("time_ms", "time_ratio"), ("peak_mib", "memory_ratio")):
+            value, reference = row.get(key), base.get(key)
+            row[ratio] = value / reference if value is not None and reference else None
+        mine, theirs = row.get("losses"), base.get("losses")
+        if mine is None or theirs is None:
+            row["max_rel_diff"] = None
+            continue
+        pairs = list(zip(mine[:2], theirs[:2], strict=True)) + list(zip(row["logps"], base["logps"], strict=True))
+        row["max_rel_diff"] = max(abs(a - b) / max(abs(b), 1e-12) for a, b in pairs)
+
+
+# ---- reporting -------------------------------------------------------------------------------------------------
+def print_table(rows: list[dict], meta: dict, tolerance: float, file=None) -> None:
+    file = file or sys.stdout
+    reasons: list[str] = []
+
+    def cell(value, na, fmt):
+        if value is not None:
+            return format(value, fmt)
+        if na not in reasons:
+            reasons.append(na)
+        return f"n/a [{reasons.index(na) + 1}]"
+
+    def ratio(value):
+        return "-" if value is None else f"{value:.2f}"
+
+    print(f"\nDPO training step (forward + backward + AdamW): {meta['device_name']}, torch {meta['torch']}, "
+          f"trl {meta['trl']}, transformers {meta['transformers']}, lit_align._C "
+          f"{'built' if meta['extension_loaded'] else 'not built'}, {meta['threads']} threads", file=file)
+    print(f"  {meta['setup']}; {meta['tokens']} non-padding tokens per step; median of {meta['repeats']} steps after "
+          f"{meta['warmup']} warm-up", file=file)
+    header = (f"{'provider':<10} {'step ms':>11} {'x trl':>6} {'tokens/s':>10} {'peak MiB':>11} {'x trl':>6} "
+              f"{'loss 1':>9} {'loss 2':>9} {'logp chosen':>12} {'logp rej':>12}")
+    print(header, file=file)
+    print("-" * len(header), file=file)
+    for r in rows:
+        losses = (r["losses"] or []) + [None, None]
+        logps = r["logps"] or [None, None]
+        numbers = " ".join(f"{'-' if v is None else format(v, '.6f'):>9}" for v in losses[:2])
+        numbers += " " + " ".join(f"{'-' if v is None else format(v, '.3f'):>12}" for v in logps)
+        print(f"{r['provider']:<10} {cell(r['time_ms'], r['time_na'], '.1f'):>11} {ratio(r['time_ratio']):>6} "
+              f"{'-' if r['tokens_per_s'] is None else format(r['tokens_per_s'], '.0f'):>10} "
+              f"{cell(r['peak_mib'], r['memory_na'], '.1f'):>11} {ratio(r['memory_ratio']):>6} {numbers}", file=file)
+    for i, reason in enumerate(reasons, 1):
+        print(f"  [{i}] n/a: {reason}", file=file)
+    for r in rows:
+        if r["provider"] != BASELINE and r.get("max_rel_diff") is not None:
+            verdict = "same work" if r["max_rel_diff"] <= tolerance else "MISMATCH: the providers disagree"
+            print(f"  {r['provider']} vs {BASELINE}: largest relative difference of the checked losses/log-probs "
+                  f"{r['max_rel_diff']:.1e} (tolerance {tolerance:.0e}): {verdict}", file=file)
+
+
+def parse_args(argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--providers", default=",".join(PROVIDERS), help=f"comma-separated subset of {','.join(PROVIDERS)}")
+    p.add_argument("--vocab", type=int, default=32000, help="V, the vocabulary (LM head rows)")
+    p.add_argument("--hidden", type=int, default=256, help="H, the model width")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, help="attention heads (default: 4, or fewer when H is not divisible)")
+    p.add_argument("--intermediate", type=int, help="MLP width (default 4H)")
+    p.add_argument("--pairs", type=int, default=8, help="B preference pairs (2B sequences)")
+    p.add_argument("--seq-len", type=int, default=512, help="T, the longest sequence (prompt ~T/3)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"),
+                   help="model dtype (default float32 on CPU, bfloat16 on CUDA)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (both sides)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, help="timed steps per provider (default per device)")
+    p.add_argument("--warmup", type=int, help="untimed steps first, at least 2 (default per device)")
+    p.add_argument("--tolerance", type=float,
+                   help="relative agreement required of the checked values (default 1e-4 float32, 1e-2 bfloat16)")
+    p.add_argument("--skip-memory", action="store_true", help="time only")
+    p.add_argument("--json", help="write machine-readable rows to this file")
+    p.add_argument("--model-dir", help="build the model here (default: a temporary folder, removed afterwards)")
+    args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: CUDA is not available here")
+    defaults = DEFAULTS[args.device]
+    for key in ("dtype", "repeats", "warmup"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[key])
+    if args.tolerance is None:
+        args.tolerance = TOLERANCE[args.dtype]
+    args.warmup = max(2, args.warmup)  # the first two steps are the checked ones
+    if args.heads is None:
+        args.heads = next(h for h in (4, 2, 1) if args.hidden % h == 0)
+    if args.intermediate is None:
+        args.intermediate = 4 * args.hidden
+    args.providers = _choices(args.providers, PROVIDERS, "--providers")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(quiet())
+        model_dir = args.model_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_dpo_model_"))
+        setup = Setup(model_dir, args.vocab, args.hidden, args.layers, args.heads, args.intermediate, args.pairs,
+                      args.seq_len, args.dtype, args.lr, args.seed)
+        build_model(setup)
+        tokens = int(trl_batch(make_examples(setup))["attention_mask"].sum())
+        rows = run_providers(args.providers, setup, args, tokens)
+    add_ratios(rows)
+    import transformers
+
+    from lit_align.ops import extension_loaded
+
+    try:
+        trl_version = importlib.metadata.version("trl")
+    except importlib.metadata.PackageNotFoundError:  # the trl row then says why it could not run
+        trl_version = "not installed"
+
+    meta = dict(argv=list(sys.argv[1:] if argv is None else argv), device=args.device,
+                device_name=torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+                torch=torch.__version__, trl=trl_version, transformers=transformers.__version__,
+                extension_loaded=extension_loaded(), threads=torch.get_num_threads(), repeats=args.repeats,
+                warmup=args.warmup, tolerance=args.tolerance, tokens=tokens, setup=setup.describe(),
+                setup_args={k: v for k, v in dataclasses.asdict(setup).items() if k != "model_dir"},
+                load_average=os.getloadavg() if hasattr(os, "getloadavg") else None)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(dict(meta=meta, rows=rows), out, indent=1)
+    print_table(rows, meta, args.tolerance)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
