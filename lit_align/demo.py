@@ -23,7 +23,7 @@ from typing import Any
 SETTINGS = {
     "sft": dict(epochs=3, lr=3e-3, batch_size=32),
     "reward": dict(epochs=1, lr=1e-3, batch_size=32),
-    "dpo": dict(epochs=1, lr=1e-3, batch_size=16, beta=0.5, rpo_alpha=0.2),
+    "dpo": dict(epochs=3, lr=1e-3, batch_size=16, beta=0.5, rpo_alpha=0.2),
     "eval": dict(max_new_tokens=24, limit=200),
 }
 

@@ -2,7 +2,9 @@
 
 Every task in the suite is answered with words from this list, so the checkers can tell a real word from
 a made-up one ("eee" ends with 'e' but is not an answer) and a tiny model trained offline can learn the
-whole vocabulary. The list is chosen to cover many first and last letters, so that "N different words
+whole vocabulary. Its order is a fixed preference ranking (`responses.good_words` draws answers with
+Zipf-like weights along it), so each letter has a few typical answers, as in real usage, rather than a
+flat spread over dozens. The list is chosen to cover many first and last letters, so that "N different words
 ending with W" and "K different words starting with L" have enough answers for most letters; the suite
 uses only the letters with enough of them (see `words_by`).
 """
@@ -12,55 +14,35 @@ from __future__ import annotations
 from functools import lru_cache
 
 _RAW = """
-pizza banana camera sofa zebra tuna panda cola drama opera idea area extra pasta salsa koala lava yoga soda
-tea sea visa comma llama gorilla umbrella vanilla cobra
-crab club crumb lamb bulb web job knob rib tub cab herb verb thumb climb comb tomb
-music magic topic logic panic picnic garlic traffic comic plastic attic
-bread bird cloud road hand sand wind gold card field food world word bed kid lid mud head friend island
-salad sword beard pond seed wood yard
-apple grape house horse stone smile table candle bottle bridge cake lake snake plate game home time rose
-tree bee fire wire juice rice nose bone phone whale glue blue cube dance face knife kite bike cave wave
-purple orange eagle castle puzzle shoe space shape slide store spice shade line lime wine rope pipe tape
-tube globe page cage stage judge fence voice price prize maze breeze cheese goose moose mouse nurse purse
-joke mole note vote zone tune gate vase village uncle engine
-leaf chief roof golf wolf elf shelf cliff chef beef reef scarf surf half calf staff loaf thief cuff
-dog frog log egg bag flag king ring song wing pig bug rug mug jug fog leg swing spring string wig twig
-plug
-fish dish brush beach church watch match lunch bench peach cloth moth bath path mouth tooth earth month
-torch couch witch switch flash cash wish bush
-taxi kiwi ski sushi chili bikini safari broccoli origami confetti spaghetti salami
-book cook milk silk bank tank desk duck truck clock rock sock lock park fork cork pork neck deck back
-pink sink drink link walk chalk hook hawk yak yolk
-ball bell doll shell wall hill owl bowl towel camel pencil animal jewel snail tail nail mail pool school
-tool wool wheel squirrel angel metal pearl girl soil oil goal hotel tunnel barrel eel seal meal
-drum room broom farm arm film storm worm dream cream team gum plum atom gym ham jam poem palm
-lemon melon moon sun rain train chain brain queen green garden kitten chicken button cotton lion onion
-ocean pen hen van fan pan coin robin wagon dragon spoon crown clown town gown horn corn barn oven cabin
-muffin penguin violin unicorn
-piano radio potato tomato mango zoo hero photo video echo cargo hippo rhino avocado cello disco logo
-taco volcano banjo tornado studio bamboo kangaroo igloo shampoo tattoo
-cup map cap lamp ship shop soup jeep sheep trip top stamp camp jump pump clip lip mop chip whip step
-tulip ketchup syrup group loop hoop scoop
-star car jar bear pear chair door floor flower water paper tiger spider river tower mirror doctor farmer
-butter sugar letter winter summer dollar collar ladder hammer finger anchor guitar computer zipper
-bus glass grass dress class cactus octopus circus bonus virus lotus chess kiss boss moss gas walrus iris
-atlas canvas tennis compass
-cat hat bat rat boat coat goat coast carrot rabbit basket blanket jacket pocket rocket ticket planet
-forest desert giant plant paint fruit belt salt tent nest vest robot parrot carpet helmet magnet wallet
-street seat quilt yogurt
-menu tofu emu
-cow bow snow crow window pillow shadow arrow elbow rainbow yellow meadow claw straw saw paw jaw law
-screw stew
-box fox wax tax six mix index
-baby candy city puppy party honey money monkey turkey key toy boy sky fly day tray cherry berry lady
-body family story pony jelly daisy bunny donkey hockey valley library holiday
-quiz jazz
+pizza banana camera sofa zebra tuna panda cola opera pasta koala llama soda tea sea
+bread bird cloud road hand sand wind gold card food word bed kid lid mud head seed wood
+apple grape house horse stone smile table candle bottle bridge cake lake snake plate game home rose tree bee
+fire juice rice nose bone phone whale blue cube dance face knife kite bike cave wave cheese mouse
+dog frog log egg bag flag king ring song wing pig bug rug mug
+fish dish brush beach church watch lunch bench peach cloth moth bath path mouth tooth
+book cook milk silk bank tank desk duck truck clock rock sock lock park fork neck
+ball bell doll shell wall hill owl bowl towel camel pencil snail tail nail pool school tool wheel
+drum room broom farm arm film storm worm dream cream team gum plum jam
+lemon melon moon sun rain train chain queen garden kitten chicken button lion onion pen van fan pan coin
+dragon spoon crown clown town horn corn
+piano radio potato tomato mango zoo hero photo video hippo taco volcano
+cup map cap lamp ship shop soup sheep top stamp camp jump pump lip mop chip step
+star car jar bear pear chair door floor flower water paper tiger spider river tower mirror doctor butter
+sugar letter winter summer hammer finger guitar
+bus glass grass dress class cactus octopus circus chess kiss boss moss gas
+cat hat bat rat boat coat goat carrot rabbit basket blanket jacket pocket rocket ticket planet forest
+desert giant plant paint fruit belt salt tent nest robot parrot carpet
+cow bow snow crow window pillow shadow arrow elbow rainbow yellow claw straw saw paw jaw
+baby candy city puppy party honey money monkey key toy boy sky fly day tray cherry berry pony jelly bunny
+donkey
 """
 
-WORDS: tuple[str, ...] = tuple(sorted(set(_RAW.split())))
-"""The bundled words, sorted and unique."""
+WORDS: tuple[str, ...] = tuple(dict.fromkeys(_RAW.split()))
+"""The bundled words, unique, in a fixed order of preference: the generators draw earlier words more often
+(see `responses.good_words`), the way real answers favour common words."""
 
 WORD_SET: frozenset[str] = frozenset(WORDS)
+WORD_RANK: dict[str, int] = {w: i for i, w in enumerate(WORDS)}
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,162 @@
+"""Write the suite's JSONL files in TRL's columns, atomically, with a manifest.
+
+Files (every row has an "id" and the checker as a "task" dict, rebuilt by `checker_from_dict`):
+
+- sft.jsonl          prompt, completion, task, score, mistake — `imperfect_share` of the rows (exactly
+                     round(share * rows)) carry a near-miss completion, named by "mistake" (null otherwise)
+- preference.jsonl   prompt, chosen, rejected, task, chosen_score, rejected_score, mistake — chosen is a
+                     correct answer and rejected the same answer with one mistake (named by "mistake"),
+                     so the pair differs only by that mistake; the checker scores chosen strictly higher
+- prompts.jsonl      prompt, task — training prompts for online RL (PPO/RLOO/CORGI/ReST/CREAM)
+- expert.jsonl       prompt, completion, task — correct answers only (RLGAF's expert demonstrations)
+- val.jsonl, test.jsonl, transfer.jsonl   prompt, task, split — held-out prompts, each at most once
+
+Each file is written under a temporary name and renamed (`os.replace`), manifest.json last, so a crash
+never leaves a half-written file and a present manifest means a complete suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .responses import SEPARATOR, bad_response, good_response, good_words
+from .suite import Task, make_tasks, split_pool
+
+HELDOUT_SPLITS = ("val", "test", "transfer")
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSON lines via a temporary file and an atomic rename; returns the row count."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _rng(seed: int | str, name: str) -> random.Random:
+    return random.Random(f"lit_align.tasks.build:{name}:{seed}")
+
+
+def sft_rows(
+    tasks: list[Task], seed: int | str, imperfect_share: float = 0.5, mistakes: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    if not 0.0 <= imperfect_share <= 1.0:
+        raise ValueError(f"imperfect_share must be in [0, 1], got {imperfect_share}")
+    rng = _rng(seed, "sft")
+    imperfect = set(rng.sample(range(len(tasks)), round(imperfect_share * len(tasks))))
+    rows = []
+    for i, t in enumerate(tasks):
+        if i in imperfect:
+            completion, mistake = bad_response(t.checker, rng, weights=mistakes)
+        else:
+            completion, mistake = good_response(t.checker, rng), None
+        score = t.checker.check(completion).score
+        rows.append({"id": f"sft-{i:05d}", **t.row(), "completion": completion, "score": score, "mistake": mistake})
+    return rows
+
+
+def preference_rows(tasks: list[Task], seed: int | str, mistakes: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    rng = _rng(seed, "preference")
+    rows = []
+    for i, t in enumerate(tasks):
+        words = good_words(t.checker, rng)
+        chosen = SEPARATOR.join(words)
+        rejected, mistake = bad_response(t.checker, rng, base=words, weights=mistakes)  # chosen with one mistake
+        cs, rs = t.checker.check(chosen).score, t.checker.check(rejected).score
+        if not cs > rs:  # the generators guarantee it; a silent bad pair would poison DPO
+            raise AssertionError(f"pair {i}: chosen {chosen!r} ({cs}) does not beat rejected {rejected!r} ({rs})")
+        rows.append({"id": f"pref-{i:05d}", **t.row(), "chosen": chosen, "rejected": rejected,
+                     "chosen_score": cs, "rejected_score": rs, "mistake": mistake})
+    return rows
+
+
+def expert_rows(tasks: list[Task], seed: int | str) -> list[dict[str, Any]]:
+    rng = _rng(seed, "expert")
+    return [{"id": f"expert-{i:05d}", **t.row(), "completion": good_response(t.checker, rng)} for i, t in enumerate(tasks)]
+
+
+def prompt_rows(tasks: list[Task], name: str) -> list[dict[str, Any]]:
+    return [{"id": f"{name}-{i:05d}", **t.row()} for i, t in enumerate(tasks)]
+
+
+def heldout_rows(split: str, size: int, seed: int | str) -> list[dict[str, Any]]:
+    tasks = make_tasks(min(size, len(split_pool(split))), seed, split)
+    return [{**row, "split": split} for row in prompt_rows(tasks, split)]
+
+
+def build_suite(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    *,
+    sft_size: int = 4000,
+    preference_size: int = 2000,
+    prompts_size: int = 1000,
+    expert_size: int = 1000,
+    heldout_size: int = 200,
+    imperfect_share: float = 0.5,
+    mistakes: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Write every file of the suite into `out_dir` and return the manifest (also written, last)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[dict[str, Any]]] = {
+        "sft.jsonl": sft_rows(make_tasks(sft_size, f"{seed}:sft", "train"), seed, imperfect_share, mistakes),
+        "preference.jsonl": preference_rows(make_tasks(preference_size, f"{seed}:preference", "train"), seed, mistakes),
+        "prompts.jsonl": prompt_rows(make_tasks(prompts_size, f"{seed}:prompts", "train"), "prompt"),
+        "expert.jsonl": expert_rows(make_tasks(expert_size, f"{seed}:expert", "train"), seed),
+        **{f"{s}.jsonl": heldout_rows(s, heldout_size, seed) for s in HELDOUT_SPLITS},
+    }
+    manifest: dict[str, Any] = {
+        "format": 1,
+        "seed": seed,
+        "imperfect_share": imperfect_share,
+        "sizes": {"sft": sft_size, "preference": preference_size, "prompts": prompts_size,
+                  "expert": expert_size, "heldout": heldout_size},
+        "files": {},
+    }
+    for name, rows in files.items():
+        write_jsonl(out / name, rows)
+        entry = {"rows": len(rows), "unique_prompts": len({r["prompt"] for r in rows})}
+        if "mistake" in rows[0]:
+            entry["mistakes"] = _counts(r["mistake"] for r in rows)
+        manifest["files"][name] = entry
+    manifest["split_pools"] = {s: len(split_pool(s)) for s in ("train", *HELDOUT_SPLITS)}
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _counts(values: Iterable[str | None]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[str(v)] = counts.get(str(v), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a suite file back (for tests, the tokenizer corpus and quick scripts)."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    return rows
