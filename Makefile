@@ -17,7 +17,8 @@ $(PY):
 $(VENV)/.stack: $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0 "setuptools>=64" wheel ninja
 	$(PIP) install -q --no-build-isolation -e ".[dev]"
-	touch $(VENV)/.built $@
+	touch $@
+	touch $(VENV)/.built  # after the stack stamp, so the extension is not built a second time
 
 $(VENV)/.built: $(VENV)/.stack $(SOURCES)
 	$(PIP) install -q --no-build-isolation --no-deps -e .
