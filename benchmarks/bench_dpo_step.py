@@ -77,7 +77,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_ops import _choices, _free, _reason, _status_kib, _sync  # noqa: E402
+from benchmarks.bench_ops import Footnotes, _choices, _free, _reason, _status_kib, _sync  # noqa: E402
 
 MODULE = "benchmarks.bench_dpo_step"  # the name the CPU memory processes import this file by
 PROVIDERS = ("lit_align", "trl")
@@ -460,17 +460,7 @@ def add_ratios(rows: list[dict]) -> None:
 # ---- reporting -------------------------------------------------------------------------------------------------
 def print_table(rows: list[dict], meta: dict, tolerance: float, file=None) -> None:
     file = file or sys.stdout
-    reasons: list[str] = []
-
-    def cell(value, na, fmt):
-        if value is not None:
-            return format(value, fmt)
-        if na not in reasons:
-            reasons.append(na)
-        return f"n/a [{reasons.index(na) + 1}]"
-
-    def ratio(value):
-        return "-" if value is None else f"{value:.2f}"
+    notes = Footnotes()
 
     print(f"\nDPO training step (forward + backward + AdamW): {meta['device_name']}, torch {meta['torch']}, "
           f"trl {meta['trl']}, transformers {meta['transformers']}, lit_align._C "
@@ -486,11 +476,12 @@ def print_table(rows: list[dict], meta: dict, tolerance: float, file=None) -> No
         logps = r["logps"] or [None, None]
         numbers = " ".join(f"{'-' if v is None else format(v, '.6f'):>9}" for v in losses[:2])
         numbers += " " + " ".join(f"{'-' if v is None else format(v, '.3f'):>12}" for v in logps)
-        print(f"{r['provider']:<10} {cell(r['time_ms'], r['time_na'], '.1f'):>11} {ratio(r['time_ratio']):>6} "
+        time_cell = notes.cell(r["time_ms"], r["time_na"], ".1f")
+        peak_cell = notes.cell(r["peak_mib"], r["memory_na"], ".1f")
+        print(f"{r['provider']:<10} {time_cell:>11} {notes.ratio(r['time_ratio']):>6} "
               f"{'-' if r['tokens_per_s'] is None else format(r['tokens_per_s'], '.0f'):>10} "
-              f"{cell(r['peak_mib'], r['memory_na'], '.1f'):>11} {ratio(r['memory_ratio']):>6} {numbers}", file=file)
-    for i, reason in enumerate(reasons, 1):
-        print(f"  [{i}] n/a: {reason}", file=file)
+              f"{peak_cell:>11} {notes.ratio(r['memory_ratio']):>6} {numbers}", file=file)
+    notes.print(file)
     for r in rows:
         if r["provider"] != BASELINE and r.get("max_rel_diff") is not None:
             verdict = "same work" if r["max_rel_diff"] <= tolerance else "MISMATCH: the providers disagree"

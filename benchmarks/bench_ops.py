@@ -442,19 +442,31 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 # ---- reporting --------------------------------------------------------------------------------------------
-def print_table(rows: list[dict], meta: dict, file=None) -> None:
-    file = file or sys.stdout
-    reasons: list[str] = []
+class Footnotes:
+    """Table cells: a formatted number, or "n/a [k]" pointing at the k-th reason printed under the table."""
 
-    def cell(value, na, fmt):
+    def __init__(self):
+        self.reasons: list[str] = []
+
+    def cell(self, value, na, fmt: str) -> str:
         if value is not None:
             return format(value, fmt)
-        if na not in reasons:
-            reasons.append(na)
-        return f"n/a [{reasons.index(na) + 1}]"
+        if na not in self.reasons:
+            self.reasons.append(na)
+        return f"n/a [{self.reasons.index(na) + 1}]"
 
-    def ratio(value):
+    @staticmethod
+    def ratio(value) -> str:
         return "-" if value is None else f"{value:.2f}"
+
+    def print(self, file) -> None:
+        for i, reason in enumerate(self.reasons, 1):
+            print(f"  [{i}] n/a: {reason}", file=file)
+
+
+def print_table(rows: list[dict], meta: dict, file=None) -> None:
+    file = file or sys.stdout
+    notes = Footnotes()
 
     print(f"\nlit_align op benchmarks: {meta['device_name']}, {meta['dtype']}, torch {meta['torch']}, "
           f"lit_align._C {'built' if meta['extension_loaded'] else 'not built'}, {meta['threads']} threads", file=file)
@@ -464,11 +476,10 @@ def print_table(rows: list[dict], meta: dict, file=None) -> None:
     print(header, file=file)
     print("-" * len(header), file=file)
     for r in rows:
-        print(f"{r['op']:<22} {r['provider']:<18} {r['mode']:<9} {cell(r['time_ms'], r['time_na'], '.2f'):>11} "
-              f"{ratio(r['time_ratio']):>8} {cell(r['peak_mib'], r['memory_na'], '.1f'):>11} "
-              f"{ratio(r['memory_ratio']):>8}", file=file)
-    for i, reason in enumerate(reasons, 1):
-        print(f"  [{i}] n/a: {reason}", file=file)
+        print(f"{r['op']:<22} {r['provider']:<18} {r['mode']:<9} {notes.cell(r['time_ms'], r['time_na'], '.2f'):>11} "
+              f"{notes.ratio(r['time_ratio']):>8} {notes.cell(r['peak_mib'], r['memory_na'], '.1f'):>11} "
+              f"{notes.ratio(r['memory_ratio']):>8}", file=file)
+    notes.print(file)
 
 
 def parse_args(argv) -> argparse.Namespace:
