@@ -99,6 +99,11 @@ class AlignModule(pl.LightningModule):
             self.log(prefix + name, value, on_step=on_step, on_epoch=not on_step, prog_bar=name == "loss",
                      batch_size=batch_size, sync_dist=not on_step)
 
+    def log_metrics(self, metrics, batch_size: int) -> None:
+        """Log torchmetrics objects (e.g. PreferenceMetrics): per step in training, per epoch otherwise."""
+        for name, metric in metrics.items():
+            self.log(name, metric, on_step=self.training, on_epoch=not self.training, batch_size=batch_size)
+
 
 def lr_schedule(total: int, warmup_ratio: float, kind: str, min_ratio: float):
     """step -> learning-rate multiplier: linear warm-up, then cosine/linear decay to min_ratio, or constant."""

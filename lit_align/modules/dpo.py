@@ -135,8 +135,7 @@ class DPOModule(AlignModule):
                                      "; lower lr or beta, or check the data")
         metrics.update(chosen_rewards, rejected_rewards, sums[:b].detach(), sums[b:].detach())
         self.log_scalars(values, batch_size=b, prefix=prefix)
-        for name, metric in metrics.items():
-            self.log(name, metric, on_step=self.training, on_epoch=not self.training, batch_size=b)
+        self.log_metrics(metrics, batch_size=b)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -82,8 +82,7 @@ class RewardModule(ScalarModule):
         mean = scores.mean(0).detach()
         metrics.update(mean[:b], mean[b:])
         self.log_scalars({"loss": loss}, batch_size=b, prefix=prefix)
-        for name, metric in metrics.items():
-            self.log(name, metric, on_step=self.training, on_epoch=not self.training, batch_size=b)
+        self.log_metrics(metrics, batch_size=b)
         return loss
 
     def training_step(self, batch, batch_idx):
