@@ -7,6 +7,7 @@ import yaml
 from lit_align.cli import cli_main, main
 
 CONFIGS = sorted(str(p) for p in Path("configs").glob("*.yaml"))
+ONLINE = {"PPOModule", "RLOOModule", "RLGAFModule", "RLGAFRLOOModule"}
 
 
 def overrides(config: str, suite, root) -> list[str]:
@@ -16,15 +17,21 @@ def overrides(config: str, suite, root) -> list[str]:
             "--trainer.enable_progress_bar",
             "false", "--trainer.enable_model_summary", "false", "--model.init_args.model", str(suite.model),
             "--data.init_args.tokenizer", str(suite.model), "--data.init_args.batch_size", "4"]
-    for key, value in cfg["data"]["init_args"].items():
-        if key.endswith("_file") and value:
-            args += [f"--data.init_args.{key}", suite.file(Path(value).name)]
+    for section in ("data", "model"):
+        for key, value in cfg[section]["init_args"].items():
+            if key.endswith("_file") and value:
+                args += [f"--{section}.init_args.{key}", suite.file(Path(value).name)]
+    for callback in cfg["trainer"].get("callbacks", []):  # the task evaluation of the online recipes
+        if "prompts_file" in callback.get("init_args", {}):
+            args += [f"--trainer.callbacks.prompts_file={suite.file('val.jsonl')}"]
+    if cfg["model"]["class_path"].split(".")[-1] in ONLINE:  # a few short rollouts
+        args += ["--model.init_args.max_new_tokens", "6", "--trainer.max_steps", "4"]
     return args
 
 
 def test_every_recipe_has_a_config():
     names = {Path(c).stem for c in CONFIGS}
-    assert {"sft", "reward", "discriminator", "dpo"} <= names
+    assert {"sft", "reward", "discriminator", "dpo", "ppo", "rloo", "rlgaf"} <= names
     for config in CONFIGS:
         first = open(config).readline()
         assert first.startswith(f"# lit-align fit --config configs/{Path(config).name}"), config

@@ -53,3 +53,13 @@ def sequence_logps(model, batch: dict, *, average_log_prob: bool = False, temper
     token_logp, labels = shifted_logps(model, batch, temperature=temperature, backend=backend)
     return sequence_logprobs(token_logp, mask=labels != -100, reduction="mean" if average_log_prob else "sum",
                              backend=backend)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability to 0 (nn.Dropout and HF attention dropout), as on-policy RL needs: the
+    log-probs of the sampled tokens must not change between the rollout and the update by chance alone."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0

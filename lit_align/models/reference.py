@@ -5,7 +5,8 @@
 * PeftAdapterReference: the policy itself with its LoRA adapter switched off (no second copy in memory).
 * CachedReference: reference scores computed once per example id, kept on disk (atomic writes, a fingerprint
   of what produced them), so later epochs and later runs skip the reference forward entirely.
-Every reference answers `scores(policy, batch) -> (2B,)` for a preference batch (rows: chosen, then rejected).
+Every reference answers `scores(policy, batch) -> (2B,)` for a preference batch (rows: chosen, then rejected);
+the frozen copy and the adapter also answer `token_logps(policy, batch) -> (B, T-1)` (online RL's per-token KL).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 import torch
 from torch import nn
 
-from lit_align.models.causal_lm import sequence_logps
+from lit_align.models.causal_lm import sequence_logps, shifted_logps
 
 
 def _batch_logps(model, batch, average_log_prob: bool) -> torch.Tensor:
@@ -35,6 +36,10 @@ class FrozenCopyReference(nn.Module):
     def scores(self, policy, batch) -> torch.Tensor:
         return _batch_logps(self.model, batch, self.average_log_prob)
 
+    @torch.no_grad()
+    def token_logps(self, policy, batch, temperature: float = 1.0) -> torch.Tensor:
+        return shifted_logps(self.model, batch, temperature=temperature)[0]  # (B, T-1)
+
 
 class PeftAdapterReference(nn.Module):
     def __init__(self, average_log_prob: bool = False):
@@ -43,13 +48,21 @@ class PeftAdapterReference(nn.Module):
 
     @torch.no_grad()
     def scores(self, policy, batch) -> torch.Tensor:
+        return self._without_adapter(policy, lambda: _batch_logps(policy, batch, self.average_log_prob))
+
+    @torch.no_grad()
+    def token_logps(self, policy, batch, temperature: float = 1.0) -> torch.Tensor:
+        return self._without_adapter(policy, lambda: shifted_logps(policy, batch, temperature=temperature)[0])
+
+    @staticmethod
+    def _without_adapter(policy, fn):
         if not hasattr(policy, "disable_adapter"):
             raise ValueError("reference='adapter' needs a PEFT policy (set model.lora); use reference='copy' otherwise")
         was_training = policy.training
         policy.eval()
         try:
             with policy.disable_adapter():
-                return _batch_logps(policy, batch, self.average_log_prob)
+                return fn()
         finally:
             policy.train(was_training)
 

@@ -75,10 +75,14 @@ class AlignModule(pl.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.total_steps()
         schedule = lr_schedule(total, self.hparams.warmup_ratio, self.hparams.scheduler, self.hparams.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole fit (the length of the learning-rate schedule)."""
+        return max(1, int(self.trainer.estimated_stepping_batches))
 
     # ---- checkpoints and export --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,0 +1,32 @@
+"""Reductions over the generated tokens of a (B, T) batch: the mask is 1 on response tokens, 0 on prompt/padding.
+
+Every RL loss averages over response tokens only, so prompt and padding positions never carry a gradient.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of x where mask is set (0 when nothing is set, rather than NaN)."""
+    mask = mask.to(x.dtype)
+    return masked_sum(x, mask, dim) / (mask.sum() if dim is None else mask.sum(dim)).clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over the masked entries (mean kept when shift_mean=False); 0 outside the mask.
+
+    The variance is the unbiased one, as in the PPO implementations; a single entry is only centred.
+    """
+    mask = mask.to(x.dtype)
+    mean = masked_mean(x, mask)
+    n = mask.sum()
+    var = masked_sum((x - mean) ** 2, mask) / (n - 1).clamp(min=1)
+    out = (x - mean) * torch.rsqrt(var + eps) if n > 1 else x - mean
+    if not shift_mean:
+        out = out + mean
+    return out * mask
