@@ -41,3 +41,31 @@ def test_ddp_two_cpu_processes_match_one(suite, tmp_path):
     # AdamW divides by sqrt(v): rounding-level gradient differences move a few weights by ~1e-5, far below
     # one learning-rate-sized step (3e-3) that a wrong gradient would produce.
     torch.testing.assert_close(rank0["weights"], single["weights"], atol=1e-4, rtol=1e-4)
+
+
+def test_online_rloo_on_two_processes(suite, tmp_path):
+    """RLOO under DDP: each rank samples its own prompts (own seed), and the all-reduced update leaves both ranks
+    with identical weights after every step."""
+    out = tmp_path / "rloo"
+    cmd = [sys.executable, "-m", "lit_align.cli", "fit", "--config", "configs/rloo.yaml",
+           "--model.init_args.model", str(suite.model), "--data.init_args.tokenizer", str(suite.model),
+           "--data.init_args.train_file", suite.file("prompts.jsonl"), "--data.init_args.batch_size", "2",
+           f"--trainer.callbacks.prompts_file={suite.file('val.jsonl')}", "--trainer.callbacks.limit=4",
+           "--model.init_args.max_new_tokens", "6", "--model.init_args.lr", "3e-3", "--trainer.max_steps", "2",
+           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
+           "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
+           "--trainer.enable_checkpointing", "false",
+           "--trainer.callbacks+=tests.replica.RecordReplica", f"--trainer.callbacks.out_dir={out}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    assert rank0["world_size"] == 2
+    assert torch.equal(rank0["weights"], rank1["weights"]), "DDP ranks diverged"
+    initial = AutoModelForCausalLM.from_pretrained(suite.model)
+    start = torch.cat([p.detach().flatten().double() for p in initial.parameters()])
+    assert (rank0["weights"] - start).abs().max() > 1e-4, "training did not change the weights"
+    assert len(rank0["ids"]) == 2 and all(set(a).isdisjoint(b) for a, b in zip(rank0["ids"], rank1["ids"])), \
+        "the ranks should sample different prompts"
+    assert rank0["losses"] != rank1["losses"], "each rank's rollout is its own"

@@ -96,7 +96,8 @@ class DiscriminatorGame(RewardSource):
 
     # ---- scoring -----------------------------------------------------------------------------------------
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
 
     def logits(self, pairs: list[tuple[Any, str]]) -> torch.Tensor:
         """(n,) float32 logits of "expert" for (prompt, response) pairs, on D's device (grad when enabled)."""
