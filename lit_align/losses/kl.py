@@ -35,6 +35,8 @@ class AdaptiveKLController:
             raise ValueError(f"the KL coefficient must be >= 0, got {beta}")
         if target is not None and target <= 0:
             raise ValueError(f"the KL target must be > 0, got {target}")
+        if horizon <= 0:
+            raise ValueError(f"the KL horizon must be > 0, got {horizon}")
         self.value, self.target, self.horizon = float(beta), target, horizon
 
     def update(self, kl: float, n_steps: int) -> float:

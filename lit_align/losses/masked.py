@@ -7,8 +7,13 @@ from __future__ import annotations
 import torch
 
 
+def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x where mask is set, exactly 0 elsewhere (even where x is inf or NaN, which a multiply would keep)."""
+    return torch.where(mask.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+    return masked(x, mask).sum() if dim is None else masked(x, mask).sum(dim)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -29,4 +34,4 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, 
     out = (x - mean) * torch.rsqrt(var + eps) if n > 1 else x - mean
     if not shift_mean:
         out = out + mean
-    return out * mask
+    return masked(out, mask)

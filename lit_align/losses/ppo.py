@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from lit_align.losses.masked import masked_mean
+from lit_align.losses.masked import masked, masked_mean
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
@@ -20,7 +20,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     a sequence's last generated token; returns = A + V. Positions outside the mask come out 0.
     """
     mask = mask.to(values.dtype)
-    values, rewards = values * mask, rewards * mask
+    values, rewards = masked(values, mask), masked(rewards, mask)
     advantages = torch.zeros_like(values)
     next_value = next_advantage = torch.zeros_like(values[:, 0])  # (B,)
     for t in reversed(range(values.shape[1])):
@@ -30,7 +30,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         # Outside the mask (padding after the response) the carried values must restart at zero.
         next_value = torch.where(mask[:, t] > 0, values[:, t], torch.zeros_like(next_value))
         next_advantage = advantage
-    return advantages, (advantages + values) * mask
+    return advantages, masked(advantages + values, mask)
 
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
@@ -40,7 +40,7 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     Returns the loss and detached statistics: clipfrac (share of tokens where the clipped branch was taken)
     and approx_kl (k3 estimate of KL(old || new) on the batch, the usual early-stopping signal).
     """
-    log_ratio = (logp - old_logp) * mask
+    log_ratio = masked(logp - old_logp, mask)
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)

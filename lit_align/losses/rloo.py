@@ -19,6 +19,9 @@ def leave_one_out_advantages(rewards: torch.Tensor, valid: torch.Tensor | None =
     """
     if rewards.dim() != 2 or rewards.shape[1] < 2:
         raise ValueError(f"RLOO needs rewards of shape (prompts, k >= 2), got {tuple(rewards.shape)}")
+    if valid is not None and (valid.shape != rewards.shape or valid.dtype != torch.bool):
+        raise ValueError(f"valid must be a bool mask of the rewards' shape {tuple(rewards.shape)}, "
+                         f"got {valid.dtype} {tuple(valid.shape)}")
     valid = torch.isfinite(rewards) if valid is None else valid & torch.isfinite(rewards)
     r = torch.where(valid, rewards, torch.zeros_like(rewards))
     count = valid.sum(1, keepdim=True)  # (P, 1)

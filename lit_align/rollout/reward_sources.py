@@ -124,7 +124,10 @@ def _safe_call(source: RewardSource, rows: list[dict], generations: list[Generat
         error = None
         for i in range(n):
             try:
-                out[i] = float(torch.as_tensor(source(rows[i:i + 1], generations[i:i + 1])).reshape(-1)[0])
+                one = torch.as_tensor(source(rows[i:i + 1], generations[i:i + 1])).reshape(-1)
+                if one.numel() != 1:
+                    raise ValueError(f"reward source {source.name!r} returned {one.numel()} rewards for 1 response")
+                out[i] = float(one[0])
             except Exception as e:  # noqa: BLE001
                 error = error or e
         if n > 1 and error is not None and not torch.isfinite(out).any():
@@ -142,10 +145,11 @@ def score_rewards(sources: list[RewardSource], rows: list[dict], generations: li
         raise ValueError("no reward sources: set `rewards` (e.g. [{kind: checker}])")
     total = torch.zeros(len(generations))
     components, failures = {}, {}
-    for source in sources:
+    for i, source in enumerate(sources):
+        name = source.name if source.name not in components else f"{source.name}#{i}"  # two of a kind stay apart
         values, failed = _safe_call(source, rows, generations)
-        components[source.name] = values
-        failures[source.name] = failed
+        components[name] = values
+        failures[name] = failed
         total = total + source.weight * torch.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
     valid = torch.stack([torch.isfinite(v) for v in components.values()]).all(0)
     return RewardResult(total, components, valid, failures)
