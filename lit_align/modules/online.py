@@ -12,7 +12,8 @@ Every log-prob goes through lit_align.ops.linear_token_logprobs on the decoder's
 logits); the sampler's own scores are not trusted for training. Masks: only generated tokens (the completion
 and the stop token that ended it) carry loss; prompt and padding tokens never do.
 
-Under DDP each rank samples its own prompts with its own seed; every rank runs the same number of backward
+Under DDP each rank samples its own prompts with its own seed (sharded strategies are refused: HF generate
+needs the whole policy on the rank); every rank runs the same number of backward
 passes (a rank whose samples were all dropped backpropagates a zero loss), so the gradient all-reduce never
 waits on a rank that skipped. Metric names follow TRL's PPO/RLOO trainers (objective/kl, objective/scores,
 policy/clipfrac_avg, ...).
@@ -128,6 +129,12 @@ class OnlineRLModule(AlignModule):
                           else PeftAdapterReference())
 
     def setup(self, stage: str) -> None:
+        if self._trainer is not None:
+            from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+            if isinstance(self.trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
+                raise ValueError(f"{type(self).__name__} samples with HF generate on each rank's whole policy, which a "
+                                 f"sharded strategy ({type(self.trainer.strategy).__name__}) does not hold; use DDP")
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "tokenizer"):
             self.tokenizer, self.encoder = datamodule.tokenizer, getattr(datamodule, "encoder", None)

@@ -260,3 +260,32 @@ def test_rlgaf_reports_a_collapsed_discriminator(suite):
         trainer = fit(module, dm, steps=3)
     assert trainer.callback_metrics["disc/collapsed"] == 1.0
     assert module.game.collapses == 1
+
+
+def test_rlgaf_resumes_its_discriminator_and_kl_coefficient(suite, tmp_path):
+    """A run restarted from its checkpoint continues the game: D's weights, optimizer, replay buffer and
+    step count, and the adaptive KL coefficient, come back instead of starting over."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    kwargs = dict(expert_file=suite.file("expert.jsonl"), disc_warmup_steps=1, disc_batch_size=4, update_epochs=1,
+                  kl_target=0.01, kl_horizon=10)
+    first, dm = make(RLGAFModule, suite, **kwargs)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, callbacks=[checkpoint],
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(first, dm)
+    d_steps, replay, beta = first.game.total_steps, len(first.game.replay), first.kl_ctl.value
+    assert d_steps >= 2 and replay > 0 and beta != 0.05  # the coefficient moved toward the target
+    second, dm = make(RLGAFModule, suite, **kwargs)
+    seen = {}
+
+    class Peek(pl.Callback):
+        def on_train_start(self, trainer, module):
+            seen.update(steps=module.game.total_steps, replay=len(module.game.replay), beta=module.kl_ctl.value,
+                        weight=next(module.game.model.parameters()).detach().clone())
+
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, callbacks=[Peek()], enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(second, dm, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert seen["steps"] == d_steps and seen["replay"] == replay and seen["beta"] == pytest.approx(beta)
+    assert torch.equal(seen["weight"], next(first.game.model.parameters()).detach())
