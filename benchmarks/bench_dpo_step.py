@@ -46,28 +46,20 @@ measured alone after its warm-up steps:
   * CUDA: torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated() (after reset_peak_memory_stats()),
     the provider built afresh in this process once the timing models are freed.
   * CPU: a fresh process per provider from a forkserver, peak RSS growth over the step (VmHWM after
-    /proc/self/clear_refs, as in benchmarks/bench_ops.py, whose helpers this file uses). held_mib in the JSON is
+    /proc/self/clear_refs, measured by benchmarks/memory.py as in benchmarks/bench_ops.py). held_mib in the JSON is
     the process's resident set before the step (interpreter and libraries included) on CPU, allocated tensors on
     CUDA.
 """
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
-import ctypes
 import dataclasses
-import functools
-import gc
-import importlib
 import importlib.metadata
 import json
-import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -77,7 +69,8 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_ops import Footnotes, _choices, _free, _reason, _status_kib, _sync  # noqa: E402
+from benchmarks.bench_ops import Footnotes, _add_memory, _choices, _free, _reason, _summary, _sync, _timed  # noqa: E402
+from benchmarks.memory import cpu_peak, cuda_peak, run_in_child  # noqa: E402
 
 MODULE = "benchmarks.bench_dpo_step"  # the name the CPU memory processes import this file by
 PROVIDERS = ("lit_align", "trl")
@@ -312,70 +305,27 @@ def build_runner(provider: str, setup: Setup, device: str) -> Runner:
 
 
 # ---- measuring -------------------------------------------------------------------------------------------------
-def _timed_step(runner: Runner, device: str) -> tuple[float, torch.Tensor]:
-    _sync(device)
-    start = time.perf_counter()
-    loss = runner.step()
-    _sync(device)
-    return (time.perf_counter() - start) * 1e3, loss
-
-
-def _summary(times: list[float]) -> dict:
-    cuts = statistics.quantiles(times, n=5) if len(times) > 1 else [times[0]] * 4
-    return dict(time_ms=statistics.median(times), time_ms_p20=cuts[0], time_ms_p80=cuts[3], times_ms=times)
-
-
 def measure_cuda_memory(provider: str, setup: Setup, warmup: int) -> dict:
     runner = build_runner(provider, setup, "cuda")
     for _ in range(warmup):
         runner.step()
-    gc.collect()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    loss = runner.step()
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - before
-    del loss, runner
+    peak = cuda_peak(runner.step)
+    del runner
     _free("cuda")
-    return dict(peak_mib=peak / 2 ** 20, held_mib=before / 2 ** 20)
+    return peak
 
 
-def cpu_memory_child(provider: str, setup: dict, warmup: int, threads: int) -> dict:
+def cpu_memory_child(provider: str, setup: dict, warmup: int) -> dict:
     """Runs in a fresh process: peak RSS growth of one training step after `warmup` steps, in MiB."""
-    torch.set_num_threads(threads)  # as in the timing process
     with quiet():
         runner = build_runner(provider, Setup(**setup), "cpu")
         for _ in range(warmup):
             runner.step()
-        gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        baseline = _status_kib("VmRSS")
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")  # VmHWM := VmRSS
-        loss = runner.step()
-        peak = _status_kib("VmHWM")
-        del loss
-    return dict(peak_mib=(peak - baseline) / 1024, held_mib=baseline / 1024)
-
-
-@functools.lru_cache(maxsize=1)
-def _forkserver() -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context("forkserver")
-    # Only takes effect if this process has not started its forkserver yet (e.g. bench_ops in the same pytest
-    # session); the children then import what they need themselves, which is slower but measures the same.
-    context.set_forkserver_preload(PRELOAD)
-    return context
+        return cpu_peak(runner.step)
 
 
 def measure_cpu_memory(provider: str, setup: Setup, warmup: int) -> dict:
-    child = importlib.import_module(MODULE).cpu_memory_child  # by its import name, also when run as a script
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=_forkserver()) as pool:
-        future = pool.submit(child, provider, dataclasses.asdict(setup), warmup, torch.get_num_threads())
-        try:
-            return future.result()
-        except concurrent.futures.process.BrokenProcessPool:
-            raise RuntimeError("the measuring process died (killed for memory?)") from None
+    return run_in_child(MODULE, "cpu_memory_child", provider, dataclasses.asdict(setup), warmup, preload=PRELOAD)
 
 
 def _row(provider: str, **values) -> dict:
@@ -409,7 +359,7 @@ def run_providers(providers: list[str], setup: Setup, args, tokens: int) -> list
             if provider in failed:
                 continue
             try:
-                elapsed, loss = _timed_step(runner, args.device)
+                elapsed, loss = _timed(runner.step, args.device)
                 times[provider].append(elapsed)
                 del loss
             except Exception as error:  # noqa: BLE001
@@ -419,25 +369,13 @@ def run_providers(providers: list[str], setup: Setup, args, tokens: int) -> list
         if provider in failed:
             rows[provider]["time_na"] = failed[provider]
         else:
-            rows[provider].update(_summary(times[provider]))
+            rows[provider].update(_summary(times[provider]), times_ms=times[provider])
             rows[provider]["tokens_per_s"] = tokens / (rows[provider]["time_ms"] / 1e3)
     runners.clear()
     _free(args.device)
-    for provider, row in rows.items():
-        if row["memory_na"] is not None:
-            continue
-        if args.skip_memory:
-            row["memory_na"] = "skipped (--skip-memory)"
-            continue
-        print(f"[bench_dpo_step] {provider}: peak memory ...", file=sys.stderr, flush=True)
-        try:
-            if args.device == "cuda":
-                row.update(measure_cuda_memory(provider, setup, args.warmup))
-            else:
-                row.update(measure_cpu_memory(provider, setup, args.warmup))
-        except Exception as error:  # noqa: BLE001
-            row["memory_na"] = _reason(error)
-            _free(args.device)
+    measure = measure_cuda_memory if args.device == "cuda" else measure_cpu_memory
+    _add_memory(rows, lambda provider: measure(provider, setup, args.warmup),
+                lambda provider: f"[bench_dpo_step] {provider}", args)
     return [rows[p] for p in providers]
 
 

@@ -42,7 +42,7 @@ Speed: medians (and 20th/80th percentiles in the JSON) over --repeats runs after
 each run bracketed by torch.cuda.synchronize() on CUDA; wall clock (time.perf_counter).
 
 Peak memory, reported in MiB above what is held before the measured call (inputs; for backward also the
-forward's output and saved tensors):
+forward's output and saved tensors), measured as every benchmark here does (benchmarks/memory.py):
   * CUDA: torch.cuda.max_memory_allocated() - torch.cuda.memory_allocated(), after reset_peak_memory_stats().
   * CPU: there is no allocator counter, so each (op, provider, mode) runs in a fresh process, forked from a
     forkserver that has only imported torch (never from this process, whose OpenMP pool would hang a
@@ -57,23 +57,25 @@ forward's output and saved tensors):
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import ctypes
 import dataclasses
 import functools
 import gc
-import importlib
 import json
 import math
-import multiprocessing
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.memory import cpu_peak, cuda_peak, run_in_child  # noqa: E402
 
 IGNORE = -100
 BETA = 0.1
@@ -305,73 +307,51 @@ def warm_up(case: Case, runs: int, device: str) -> None:
     _sync(device)
 
 
-def measure_time(case: Case, mode: str, repeats: int, device: str) -> dict:
-    times = []
-    for _ in range(repeats):
-        prepared = _prepare(case, mode)
-        _sync(device)
-        start = time.perf_counter()
-        result = _measured(case, mode, prepared)
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-        del result, prepared
-    case.zero_grad()
+def _timed(run_once: Callable[[], Any], device: str) -> tuple[float, Any]:
+    """Wall time of one call of run_once in ms (bracketed by torch.cuda.synchronize() on CUDA), and its result."""
+    _sync(device)
+    start = time.perf_counter()
+    result = run_once()
+    _sync(device)
+    return (time.perf_counter() - start) * 1e3, result
+
+
+def _summary(times: list[float]) -> dict:
+    """time_ms (the median) and time_ms_p20 / time_ms_p80 of the times in ms."""
     cuts = statistics.quantiles(times, n=5) if len(times) > 1 else [times[0]] * 4
     return dict(time_ms=statistics.median(times), time_ms_p20=cuts[0], time_ms_p80=cuts[3])
 
 
+def measure_time(case: Case, mode: str, repeats: int, device: str) -> dict:
+    times = []
+    for _ in range(repeats):
+        prepared = _prepare(case, mode)
+        elapsed, result = _timed(functools.partial(_measured, case, mode, prepared), device)
+        times.append(elapsed)
+        del result, prepared
+    case.zero_grad()
+    return _summary(times)
+
+
 def measure_cuda_memory(case: Case, mode: str) -> float:
     prepared = _prepare(case, mode)
-    gc.collect()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    result = _measured(case, mode, prepared)
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - before
-    del result, prepared
+    peak = cuda_peak(functools.partial(_measured, case, mode, prepared))["peak_mib"]
+    del prepared
     case.zero_grad()
-    return peak / 2 ** 20
+    return peak
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith(field + ":"))
-    return int(line.split()[1])
-
-
-def cpu_memory_child(op: str, provider: str, mode: str, sizes: dict, warmup: int, threads: int) -> float:
+def cpu_memory_child(op: str, provider: str, mode: str, sizes: dict, warmup: int) -> float:
     """Runs in a fresh process (see the module docstring): peak RSS growth of one call, in MiB."""
-    torch.set_num_threads(threads)  # as in the timing process
     case = build_case(op, provider, Sizes(**sizes), "cpu")
     warm_up(case, warmup, "cpu")
     prepared = _prepare(case, mode)
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    baseline = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # VmHWM := VmRSS
-    result = _measured(case, mode, prepared)
-    peak = _status_kib("VmHWM")
-    del result, prepared
-    return (peak - baseline) / 1024
-
-
-@functools.lru_cache(maxsize=1)
-def _forkserver() -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "lit_align.ops", MODULE])
-    return context
+    return cpu_peak(functools.partial(_measured, case, mode, prepared))["peak_mib"]
 
 
 def measure_cpu_memory(op: str, provider: str, mode: str, s: Sizes, warmup: int) -> float:
-    child = importlib.import_module(MODULE).cpu_memory_child  # by its import name, also when run as a script
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=_forkserver()) as pool:
-        future = pool.submit(child, op, provider, mode, dataclasses.asdict(s), warmup, torch.get_num_threads())
-        try:
-            return future.result()
-        except concurrent.futures.process.BrokenProcessPool:
-            raise RuntimeError("the measuring process died (killed for memory?)") from None
+    return run_in_child(MODULE, "cpu_memory_child", op, provider, mode, dataclasses.asdict(s), warmup,
+                        preload=["torch", "lit_align.ops", MODULE])
 
 
 # ---- running a provider -----------------------------------------------------------------------------------
@@ -429,6 +409,23 @@ def _free(device: str) -> None:
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
+
+
+def _add_memory(rows: dict, measure: Callable[[Any], dict], label: Callable[[Any], str], args) -> None:
+    """row.update(measure(key)) for each row (key -> row) without a memory_na yet; --skip-memory or a failure
+    becomes the row's memory_na. For the benchmarks that measure each row's peak memory after timing them all."""
+    for key, row in rows.items():
+        if row["memory_na"] is not None:
+            continue
+        if args.skip_memory:
+            row["memory_na"] = "skipped (--skip-memory)"
+            continue
+        print(f"{label(key)}: peak memory ...", file=sys.stderr, flush=True)
+        try:
+            row.update(measure(key))
+        except Exception as error:  # noqa: BLE001
+            row["memory_na"] = _reason(error)
+            _free(args.device)
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -549,5 +546,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` importable as a package
     main()

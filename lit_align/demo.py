@@ -217,9 +217,9 @@ def plot(out: Path, seeds: list[int], panels: list[tuple[str, str, str]], name: 
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     axes = axes[0]
-    for ax, (name, column, title) in zip(axes, panels):
+    for ax, (recipe, column, title) in zip(axes, panels):
         for seed in seeds:
-            csv = out / f"seed{seed}" / "logs" / name / "version_0" / "metrics.csv"
+            csv = out / f"seed{seed}" / "logs" / recipe / "version_0" / "metrics.csv"
             if not csv.exists():
                 continue
             points = read_curve(csv, column)

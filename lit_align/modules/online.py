@@ -75,6 +75,7 @@ class OnlineRLModule(AlignModule):
         samples_per_prompt: responses sampled per prompt (k).
         max_new_tokens: the longest response.
         temperature, top_p: sampling; log-probs are taken at the same temperature.
+        stop_strings: strings that end a response's text for the reward (the tokens stay as sampled).
         kl_coef: the KL coefficient beta (the initial value when kl_target is set).
         kl_target: target KL per sequence for the adaptive coefficient (None: fixed beta).
         kl_horizon: the adaptive controller's horizon in samples (Ziegler et al. 2019).
@@ -95,7 +96,8 @@ class OnlineRLModule(AlignModule):
 
     def __init__(self, model: str, rewards: list[dict[str, Any]] | None = None,
                  monitor: list[dict[str, Any]] | None = None, samples_per_prompt: int | None = None,
-                 max_new_tokens: int = 32, temperature: float = 1.0, top_p: float = 1.0, kl_coef: float = 0.05,
+                 max_new_tokens: int = 32, temperature: float = 1.0, top_p: float = 1.0,
+                 stop_strings: list[str] | None = None, kl_coef: float = 0.05,
                  kl_target: float | None = None, kl_horizon: int = 10000,
                  kl_estimator: Literal["k1", "k2", "k3"] = "k1", update_epochs: int = 1, mini_batches: int = 1,
                  clip: float = 0.2, max_grad_norm: float | None = 1.0, missing_eos_penalty: float = 0.0,
@@ -182,7 +184,8 @@ class OnlineRLModule(AlignModule):
     def sample(self, prompts: list[list[int]], seed: int) -> list[Generation]:
         h = self.hparams
         return generate(self.model, self.tokenizer, prompts, max_new_tokens=h.max_new_tokens, do_sample=True,
-                        temperature=h.temperature, top_p=h.top_p, batch_size=h.generation_batch_size, seed=seed)
+                        temperature=h.temperature, top_p=h.top_p, batch_size=h.generation_batch_size, seed=seed,
+                        stop_strings=h.stop_strings)
 
     def rollout_seed(self, batch_idx: int) -> int:
         rollout = self.current_epoch * max(1, self.trainer.num_training_batches) + batch_idx
@@ -316,7 +319,7 @@ class OnlineRLModule(AlignModule):
             self.on_fit_start()
         rows, prompts = self.prompt_rows(batch)
         generations = generate(self.model, self.tokenizer, prompts, max_new_tokens=self.hparams.max_new_tokens,
-                               batch_size=self.hparams.generation_batch_size)
+                               batch_size=self.hparams.generation_batch_size, stop_strings=self.hparams.stop_strings)
         result = score_rewards(self.reward_sources, rows, generations)
         values = {"val/scores": result.total[result.valid].mean()}
         if self.monitor_sources:

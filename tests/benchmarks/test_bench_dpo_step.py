@@ -17,15 +17,6 @@ from benchmarks import bench_dpo_step  # noqa: E402
 TINY = ["--device", "cpu", "--vocab", "500", "--hidden", "32", "--seq-len", "32", "--pairs", "2", "--repeats", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny steps on a busy 2-core machine: with 2 threads each parallel region can wait a scheduler slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_both_providers_report_numbers_and_agree(tmp_path, capsys):
     path = tmp_path / "rows.json"
     rows = bench_dpo_step.main([*TINY, "--json", str(path)])

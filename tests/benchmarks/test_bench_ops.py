@@ -6,22 +6,12 @@ write its JSON, measure CPU peak memory in child processes, and turn a failing p
 import json
 
 import pytest
-import torch
 
 from benchmarks import bench_ops
 
 TINY = ["--device", "cpu", "--token-rows", "64", "--rows", "64", "--hidden", "32", "--vocab", "512", "--pairs", "2",
         "--seq-len", "24", "--repeats", "2", "--warmup", "1"]
 NO_COMPILE = ",".join(sorted({name for op in bench_ops.OPS for name in bench_ops.PROVIDERS[op]} - {"compile"}))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a busy 2-core machine: with 2 threads each parallel region can wait a scheduler slice."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(tmp_path, *extra):

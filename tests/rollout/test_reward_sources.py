@@ -157,3 +157,28 @@ def test_wrong_reward_count_is_not_taken_from_the_per_sample_retry():
 
     with pytest.raises(RuntimeError, match="four"):
         score_rewards([Four()], rows(3), gens("a", "b", "c"))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "min", "mean_minus_std"])
+def test_model_reward_ensemble_reduces_its_members(suite, tmp_path, reduction):
+    """A folder of member_* reward models scores like the members' own reward_scores, reduced as asked."""
+    from lit_align.models.loading import load_sequence_classifier, load_tokenizer
+    from lit_align.rollout.reward import reward_scores
+    from lit_align.rollout.reward_sources import ModelReward
+
+    tokenizer = load_tokenizer(str(suite.model))
+    members = []
+    for i in range(2):
+        torch.manual_seed(10 + i)  # a different fresh score head per member
+        member = load_sequence_classifier(str(suite.model), pad_token_id=tokenizer.pad_token_id)
+        member.save_pretrained(tmp_path / f"member_{i}")
+        tokenizer.save_pretrained(tmp_path / f"member_{i}")
+        members.append(member.eval())
+    prompts, texts = ["List 2 different words that end with 'h'.", "Name 3 words."], ["church cloth", "apple"]
+    source = ModelReward(str(tmp_path), reduction=reduction, k=2.0)
+    got = source([{"prompt": p} for p in prompts], gens(*texts))
+    each = torch.stack([reward_scores(m, tokenizer, prompts, texts) for m in members])  # (2, 2)
+    expected = {"mean": each.mean(0), "min": each.min(0).values,
+                "mean_minus_std": each.mean(0) - 2.0 * each.std(0, unbiased=False)}[reduction]
+    assert not torch.allclose(each[0], each[1]), "the members should differ"
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

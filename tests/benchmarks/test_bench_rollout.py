@@ -1,0 +1,82 @@
+"""benchmarks/bench_rollout.py at tiny sizes: sampling and both scoring providers report numbers, and they agree.
+
+The benchmark itself is run at full size by hand (see its docstring); here it only has to build its model for the
+session's small suite, sample, score with both providers (no-grad policy + reference, and the policy's forward +
+backward), measure CPU peak memory in child processes, write its JSON and markdown, and show that lit_align's fused
+path and the eager log_softmax path give the same per-token log-probs (and gradients) of the sampled tokens.
+"""
+import json
+
+import pytest
+import torch
+
+from benchmarks import bench_rollout
+
+# --suite: the session's small suite (tests/conftest.py); the benchmark builds its 32-wide model beside its tokenizer.
+TINY = ["--device", "cpu", "--prompts", "3", "--samples", "2", "--max-new-tokens", "5", "--batch-sizes", "6,2",
+        "--score-batch-size", "4", "--hidden-size", "32", "--layers", "1", "--heads", "2", "--repeats", "2",
+        "--warmup", "1"]
+
+
+def test_sampling_and_both_providers_report_numbers_and_agree(suite, tmp_path, capsys):
+    path, md = tmp_path / "rollout.json", tmp_path / "rollout.md"
+    result = bench_rollout.main([*TINY, "--suite", str(suite.root), "--out-json", str(path), "--out-md", str(md)])
+    saved = json.loads(path.read_text())
+    assert saved == json.loads(json.dumps(result)), "the JSON holds what main() returns"
+    assert set(saved) == {"meta", "sampling", "rows", "agreement"}
+
+    meta = saved["meta"]
+    assert "python benchmarks/bench_rollout.py --device cpu" in meta["command"]
+    assert meta["device"] == "cpu" and meta["threads"] == 1 and meta["torch"] == torch.__version__
+    assert len(meta["load_average"]) == 3 and len(meta["load_average_end"]) == 3
+    assert meta["model"]["hidden_size"] == 32 and meta["model"]["vocab_size"] == 1024, "the suite tokenizer's"
+    assert meta["sequences"] == 6 and meta["batch_sizes"] == [6, 2]
+    assert 6 <= meta["scored_tokens"] <= 6 * 5 < meta["input_tokens"], "prompts are input, not scored"
+    assert meta["score_batches"] == 2 and [s[0] for s in meta["score_batch_shapes"]] == [4, 2]
+
+    assert [r["batch_size"] for r in saved["sampling"]] == [6, 2]
+    for row in saved["sampling"]:
+        assert row["time_na"] is None and row["time_ms"] > 0 and row["tokens_per_s"] > 0, row
+        assert 6 <= row["tokens"] <= 6 * 5 and row["tokens_per_run"] == [row["tokens"]] * 2, "seeded: same tokens"
+
+    rows = {(r["phase"], r["provider"]): r for r in saved["rows"]}
+    assert set(rows) == {(ph, p) for ph in ("score", "train") for p in ("lit_align", "eager")}
+    for row in rows.values():
+        assert row["time_na"] is None and row["memory_na"] is None, row
+        assert row["time_ms"] > 0 and row["tokens_per_s"] > 0 and row["input_tokens_per_s"] > row["tokens_per_s"]
+        assert isinstance(row["peak_mib"], float) and row["peak_mib"] >= 0, row
+        assert row["time_ratio"] > 0 and row["tokens_per_s_ratio"] > 0, row
+    for phase in ("score", "train"):
+        assert rows[(phase, "eager")]["time_ratio"] == 1.0 and rows[(phase, "eager")]["tokens_per_s_ratio"] == 1.0
+
+    agreement = saved["agreement"]
+    assert agreement["tolerance"] == 1e-4 and agreement["agree"] is True
+    assert agreement["score_max_abs_diff"] < 1e-4, "policy + reference log-probs: fused path == eager log_softmax"
+    assert agreement["train_max_abs_diff"] < 1e-4
+    assert agreement["grad_max_abs_diff"] <= 1e-4 * max(1.0, agreement["grad_max_abs"]), "the same gradients"
+
+    assert "same work" in capsys.readouterr().out
+    section = md.read_text()
+    assert section.startswith("## Rollout: sampling and scoring (cpu)") and meta["command"] in section
+    assert "| score | lit_align |" in section and "| train | eager |" in section
+
+
+def test_failing_provider_becomes_a_reason(suite, monkeypatch, capsys):
+    def broken(model, batch):
+        raise RuntimeError("logits exploded\nwith a long traceback")
+
+    monkeypatch.setitem(bench_rollout.LOGPS, "eager", broken)
+    result = bench_rollout.main([*TINY, "--suite", str(suite.root), "--batch-sizes", "6", "--phases", "score",
+                                 "--skip-memory"])
+    lit, eager = result["rows"]
+    assert eager["time_na"] == "logits exploded" and eager["time_ms"] is None
+    assert lit["time_ms"] > 0 and lit["time_ratio"] is None
+    assert result["agreement"]["agree"] is None
+    assert "n/a: logits exploded" in capsys.readouterr().out
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        bench_rollout.main(["--device", "cpu", "--phases", "nope"])
+    with pytest.raises(SystemExit):
+        bench_rollout.main(["--device", "cpu", "--batch-sizes", "0"])
