@@ -3,7 +3,8 @@
     suite (data, tokenizer, tiny Llama) -> SFT -> reward model -> DPO, PPO, RLOO, RLGAF (each from the SFT model)
       -> evaluation on held-out prompts
 
-for each seed (`--recipes` picks the aligned recipes), then a before/after table (greedy task success on the held-out "test" and "transfer" splits,
+for each seed (`--recipes` picks the aligned recipes), then a before/after table (greedy task success on the
+held-out "test" and "transfer" splits,
 checker score, reward-model score, KL to the SFT model, distinct words per response — success alone can be
 gamed by repetition) and PNG plots of the training curves. Every stage writes its output under
 --out/seed<s>/<stage>/ through a temporary folder renamed when complete, plus a done.json; a rerun (or a
@@ -25,7 +26,8 @@ SETTINGS = {
     "sft": dict(epochs=3, lr=3e-3, batch_size=32),
     "reward": dict(epochs=1, lr=1e-3, batch_size=32),
     "dpo": dict(epochs=3, lr=1e-3, batch_size=16, beta=0.5, rpo_alpha=0.2),
-    # Online recipes (reward: the task checker; RLGAF: a discriminator on expert.jsonl only); steps = optimizer steps.
+    # Online recipes (reward: the task checker; RLGAF: a discriminator on expert.jsonl only); steps = optimizer steps;
+    # the learning rate warms up over 5% of them, then decays (cosine) to 10%: a constant rate did worse.
     "ppo": dict(steps=1200, lr=2e-4, batch_size=64, update_epochs=2, mini_batches=2, kl_coef=0.05),
     "rloo": dict(steps=400, lr=5e-4, batch_size=16, samples_per_prompt=4, kl_coef=0.05),
     "rlgaf": dict(steps=400, lr=1e-4, batch_size=16, update_epochs=2, kl_coef=0.05, disc_lr=1e-4,
@@ -93,8 +95,8 @@ def online(suite: Path, root: Path, seed: int, name: str):
         pl.seed_everything(seed)
         dm = PromptDataModule(str(suite / "data" / "prompts.jsonl"), str(root / "sft"), batch_size=batch_size,
                               max_length=128, seed=seed)
-        module = cls(str(root / "sft"), max_new_tokens=SETTINGS["eval"]["max_new_tokens"], warmup_ratio=0.0,
-                     scheduler="constant", seed=seed, **extra, **settings)
+        module = cls(str(root / "sft"), max_new_tokens=SETTINGS["eval"]["max_new_tokens"], seed=seed, **extra,
+                     **settings)
         return fit_and_export(module, dm, out, root / "logs", name, steps=steps)
 
     return run
@@ -164,7 +166,8 @@ def evaluate(suite: Path, root: Path, recipes: list[str]) -> dict:
     return results
 
 
-COLUMNS = [("test", "success", "greedy success (test)", "{:.0%}"), ("transfer", "success", "success (transfer)", "{:.0%}"),
+COLUMNS = [("test", "success", "greedy success (test)", "{:.0%}"),
+           ("transfer", "success", "success (transfer)", "{:.0%}"),
            ("test", "score", "checker score", "{:.2f}"), ("test", "reward", "reward", "{:+.2f}"),
            ("test", "kl", "KL to SFT", "{:.2f}"), ("test", "distinct_words", "distinct words", "{:.2f}"),
            ("test", "distinct_responses", "distinct responses", "{:.0%}")]
@@ -182,7 +185,7 @@ def table(results: dict[int, dict], recipes: list[str]) -> str:
     for model in recipes:
         gains = [res[f"{model}/test"]["success"] - res["sft/test"]["success"] for res in results.values()]
         lines.append(f"{model.upper()} gain in held-out greedy success: " + ", ".join(
-            f"seed {s}: {g * 100:+.0f} points" for s, g in zip(results, gains)))
+            f"seed {s}: {g * 100:+.0f} points" for s, g in zip(results, gains, strict=True)))
     return "\n".join(lines)
 
 
@@ -202,8 +205,10 @@ def smooth(values, window: int = 5) -> list[float]:
 OFFLINE_PANELS = [("sft", "loss", "SFT loss"), ("reward", "rewards/accuracies", "reward model accuracy"),
                   ("dpo", "loss", "DPO loss"), ("dpo", "rewards/margins", "DPO reward margin"),
                   ("dpo", "rewards/accuracies", "DPO reward accuracy")]
-ONLINE_PANELS = [("ppo", "objective/scores", "PPO: checker reward of samples"), ("ppo", "objective/kl", "PPO: KL to SFT"),
-                 ("rloo", "objective/scores", "RLOO: checker reward of samples"), ("rloo", "objective/kl", "RLOO: KL to SFT"),
+ONLINE_PANELS = [("ppo", "objective/scores", "PPO: checker reward of samples"),
+                 ("ppo", "objective/kl", "PPO: KL to SFT"),
+                 ("rloo", "objective/scores", "RLOO: checker reward of samples"),
+                 ("rloo", "objective/kl", "RLOO: KL to SFT"),
                  ("rlgaf", "disc/acc_generated", "RLGAF: D accuracy on policy samples"),
                  ("rlgaf", "monitor/success", "RLGAF: task success of samples (unseen)")]
 
@@ -217,17 +222,17 @@ def plot(out: Path, seeds: list[int], panels: list[tuple[str, str, str]], name: 
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     axes = axes[0]
-    for ax, (recipe, column, title) in zip(axes, panels):
+    for ax, (recipe, column, title) in zip(axes, panels, strict=True):
         for seed in seeds:
             csv = out / f"seed{seed}" / "logs" / recipe / "version_0" / "metrics.csv"
             if not csv.exists():
                 continue
             points = read_curve(csv, column)
             if points:
-                steps, values = zip(*points)
+                steps, values = zip(*points, strict=True)
                 ax.plot(steps, smooth(values, 9 if name != "curves.png" else 5), label=f"seed {seed}")
         ax.set_title(title)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step" if name == "curves.png" else "rollout (training batch)")
         ax.legend()
     fig.tight_layout()
     path = out / name

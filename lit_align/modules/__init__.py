@@ -9,6 +9,6 @@ from lit_align.modules.rlgaf import RLGAFModule, RLGAFRLOOModule
 from lit_align.modules.rloo import RLOOModule
 from lit_align.modules.sft import SFTModule
 
-__all__ = ["AlignModule", "DPOModule", "DiscriminatorModule", "OnlineRLModule", "PPOModule", "RLGAFModule", "RLGAFRLOOModule", "RLOOModule",
-           "RewardModule",
+__all__ = ["AlignModule", "DPOModule", "DiscriminatorModule", "OnlineRLModule", "PPOModule", "RLGAFModule",
+           "RLGAFRLOOModule", "RLOOModule", "RewardModule",
            "SFTModule", "ScalarModule"]

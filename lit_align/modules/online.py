@@ -174,11 +174,12 @@ class OnlineRLModule(AlignModule):
     # ---- one rollout ----------------------------------------------------------------------------------
     @staticmethod
     def prompt_rows(batch: dict) -> tuple[list[dict], list[list[int]]]:
-        """The prompt rows (passthrough columns, e.g. prompt and task) and prompt token ids of a PromptCollator batch."""
+        """Prompt rows (passthrough columns, e.g. prompt and task) and prompt token ids of a PromptCollator batch."""
         columns = [k for k, v in batch.items() if isinstance(v, list) and k != "ids"]
         rows = [{"id": i, "_where": f"prompt {i}", **{c: batch[c][j] for c in columns}}
                 for j, i in enumerate(batch["ids"])]
-        prompts = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
+        prompts = [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"],
+                                                                     strict=True)]
         return rows, prompts
 
     def sample(self, prompts: list[list[int]], seed: int) -> list[Generation]:

@@ -67,7 +67,8 @@ class _Adversarial:
         model = load_sequence_classifier(path, dtype=h.dtype, pad_token_id=tokenizer.pad_token_id).to(self.device)
         broadcast_parameters(model)
         expert = read_rows(h.expert_file, "sft", name="expert")
-        return DiscriminatorGame(model, tokenizer, encoder, expert, lr=h.disc_lr, label_smoothing=h.disc_label_smoothing,
+        return DiscriminatorGame(model, tokenizer, encoder, expert, lr=h.disc_lr,
+                                 label_smoothing=h.disc_label_smoothing,
                                  steps=h.disc_steps, batch_size=h.disc_batch_size, pause_accuracy=h.disc_pause_accuracy,
                                  warmup_steps=h.disc_warmup_steps, replay_size=h.disc_replay_size,
                                  fresh_fraction=h.disc_fresh_fraction, form=h.disc_reward,

@@ -88,7 +88,8 @@ class DiscriminatorGame(RewardSource):
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
         self.label_smoothing, self.steps, self.batch_size = label_smoothing, steps, batch_size
         self.pause_accuracy, self.warmup_steps, self.form = pause_accuracy, warmup_steps, form
-        self.fresh_fraction, self.max_grad_norm, self.collapse_patience = fresh_fraction, max_grad_norm, collapse_patience
+        self.fresh_fraction, self.max_grad_norm = fresh_fraction, max_grad_norm
+        self.collapse_patience = collapse_patience
         self.replay = ReplayBuffer(replay_size)
         self.rng = random.Random(seed)
         self.warmed_up = warmup_steps == 0
@@ -134,7 +135,8 @@ class DiscriminatorGame(RewardSource):
         loss, stats = discriminator_loss(self.logits(self.expert_batch()), self.logits(self.generated_batch(fresh)),
                                          self.label_smoothing)
         stats = {"loss": float(loss), **{k: float(v) for k, v in stats.items()}}
-        if _global_mean(float(torch.isfinite(loss)), self.device()) < 1:  # every process skips together (no all-reduce mismatch)
+        # Every process skips together (a skipped all-reduce on one process would hang the others).
+        if _global_mean(float(torch.isfinite(loss)), self.device()) < 1:
             return {**stats, "loss": float("nan")}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -156,7 +158,7 @@ class DiscriminatorGame(RewardSource):
         """After a policy step: k_D steps unless D is ahead (accuracy > pause_accuracy); collapse check; metrics."""
         fresh = [(row["prompt"], g.text) for row, g in zip(rows, generations, strict=True)]
         before = self.measure(fresh)
-        paused = _global_mean(before["accuracy"], self.device()) > self.pause_accuracy  # the same decision on every process
+        paused = _global_mean(before["accuracy"], self.device()) > self.pause_accuracy  # one decision, every process
         after = before
         if not paused:
             for _ in range(self.steps):

@@ -203,7 +203,8 @@ def test_rloo_minibatch_loss_by_hand(suite):
     from lit_align.tasks.checkers import checker_from_dict
 
     kl_sums = exp.kl.sum(-1).tolist()
-    rewards = [checker_from_dict(r["task"]).check(g.text).score - 0.1 * kl for r, g, kl in zip(rows, gens, kl_sums)]
+    rewards = [checker_from_dict(r["task"]).check(g.text).score - 0.1 * kl for r, g, kl in zip(rows, gens, kl_sums,
+                                                                                                     strict=True)]
     assert any(abs(k) > 1e-3 for k in kl_sums)
     for i in range(len(gens)):
         group = range(3 * (i // 3), 3 * (i // 3) + 3)
