@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -43,11 +44,15 @@ def test_ddp_two_cpu_processes_match_one(suite, tmp_path):
     torch.testing.assert_close(rank0["weights"], single["weights"], atol=1e-4, rtol=1e-4)
 
 
-def test_online_rloo_on_two_processes(suite, tmp_path):
-    """RLOO under DDP: each rank samples its own prompts (own seed), and the all-reduced update leaves both ranks
-    with identical weights after every step."""
-    out = tmp_path / "rloo"
-    cmd = [sys.executable, "-m", "lit_align.cli", "fit", "--config", "configs/rloo.yaml",
+@pytest.mark.parametrize("recipe", ["rloo", "rlgaf"])
+def test_online_recipe_on_two_processes(recipe, suite, tmp_path):
+    """RLOO and RLGAF under DDP: each rank samples its own prompts (own seed), and the all-reduced update leaves both
+    ranks with identical policies after every step; RLGAF's discriminator (all-reduced by hand) stays identical too."""
+    out = tmp_path / recipe
+    extra = [f"--model.init_args.expert_file={suite.file('expert.jsonl')}", "--model.init_args.disc_warmup_steps=2",
+             "--model.init_args.disc_batch_size=4", "--trainer.callbacks+=tests.replica.RecordDiscriminator",
+             f"--trainer.callbacks.out_dir={out}"] if recipe == "rlgaf" else []
+    cmd = [sys.executable, "-m", "lit_align.cli", "fit", "--config", f"configs/{recipe}.yaml",
            "--model.init_args.model", str(suite.model), "--data.init_args.tokenizer", str(suite.model),
            "--data.init_args.train_file", suite.file("prompts.jsonl"), "--data.init_args.batch_size", "2",
            f"--trainer.callbacks.prompts_file={suite.file('val.jsonl')}", "--trainer.callbacks.limit=4",
@@ -56,7 +61,7 @@ def test_online_rloo_on_two_processes(suite, tmp_path):
            "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
            "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
            "--trainer.enable_checkpointing", "false",
-           "--trainer.callbacks+=tests.replica.RecordReplica", f"--trainer.callbacks.out_dir={out}"]
+           "--trainer.callbacks+=tests.replica.RecordReplica", f"--trainer.callbacks.out_dir={out}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -66,6 +71,11 @@ def test_online_rloo_on_two_processes(suite, tmp_path):
     initial = AutoModelForCausalLM.from_pretrained(suite.model)
     start = torch.cat([p.detach().flatten().double() for p in initial.parameters()])
     assert (rank0["weights"] - start).abs().max() > 1e-4, "training did not change the weights"
-    assert len(rank0["ids"]) == 2 and all(set(a).isdisjoint(b) for a, b in zip(rank0["ids"], rank1["ids"])), \
+    steps = len(rank0["ids"])
+    assert steps >= 1 and all(set(a).isdisjoint(b) for a, b in zip(rank0["ids"], rank1["ids"], strict=True)), \
         "the ranks should sample different prompts"
     assert rank0["losses"] != rank1["losses"], "each rank's rollout is its own"
+    if recipe == "rlgaf":
+        d0, d1 = (torch.load(out / f"disc{r}.pt") for r in (0, 1))
+        assert d0["steps"] == d1["steps"] >= 2, "the discriminator should have trained (warm-up at least)"
+        assert torch.equal(d0["weights"], d1["weights"]), "the discriminators diverged between ranks"

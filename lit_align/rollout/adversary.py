@@ -134,7 +134,7 @@ class DiscriminatorGame(RewardSource):
         self.model.train()
         loss, stats = discriminator_loss(self.logits(self.expert_batch()), self.logits(self.generated_batch(fresh)),
                                          self.label_smoothing)
-        stats = {"loss": float(loss), **{k: float(v) for k, v in stats.items()}}
+        stats = {"loss": float(loss.detach()), **{k: float(v) for k, v in stats.items()}}
         # Every process skips together (a skipped all-reduce on one process would hang the others).
         if _global_mean(float(torch.isfinite(loss)), self.device()) < 1:
             return {**stats, "loss": float("nan")}
