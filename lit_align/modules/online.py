@@ -258,10 +258,11 @@ class OnlineRLModule(AlignModule):
         exp = self.make_experience(rows, generations, rewards)
         self.compute_advantages(exp)
         stats = self.optimize(exp, seed)
-        n_seq = max(1, int(exp.valid.sum()))
-        seq_kl = float(exp.kl.sum()) / n_seq
-        self.kl_ctl.update(seq_kl, len(exp))
+        seq_kl = float(exp.kl.sum()) / n_valid(exp)
         metrics = {**self.rollout_metrics(exp, rewards, seq_kl), **self.renamed(stats), **self.after_update(exp)}
+        # One coefficient for every process: the controller sees the KL averaged over the ranks.
+        mean_kl = self.trainer.strategy.reduce(torch.tensor(seq_kl, device=self.device), reduce_op="mean")
+        self.kl_ctl.update(float(mean_kl), len(exp) * self.trainer.world_size)
         shown = {"objective/scores", "objective/kl"}
         for name, value in metrics.items():
             self.log(name, value, on_step=True, on_epoch=False, prog_bar=name in shown, batch_size=len(exp))
