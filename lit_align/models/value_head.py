@@ -1,9 +1,12 @@
-"""A value head for PPO: V(state) = Linear(H, 1) on the policy's final hidden states (a shared trunk).
+"""Value functions for PPO: a head on the policy's own trunk, or a separate critic model.
 
-The value of the state before token t is read from the same hidden state that predicts token t, so values
-line up with the shifted token log-probs (B, T-1) of lit_align.models.causal_lm. Sharing the trunk costs one
-Linear instead of a second model (TRL and OpenRLHF default to a separate critic; this trades some value
-accuracy for half the memory). The head starts at zero: the first advantages are the rewards themselves.
+V(state before token t) = Linear(H, 1) on the hidden state that predicts token t, so values line up with the
+shifted token log-probs (B, T-1) of lit_align.models.causal_lm.
+  * ValueHead on the policy's final hidden states (the default): one Linear instead of a second model; the
+    value loss also trains the shared trunk.
+  * Critic: its own backbone (any AutoModel checkpoint: a causal LM, or a reward model as in TRL and OpenRLHF)
+    plus a ValueHead; twice the memory, but the policy's trunk only ever sees the policy loss.
+The head starts at zero: the first advantages are the rewards themselves.
 """
 from __future__ import annotations
 
@@ -21,3 +24,26 @@ class ValueHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, T, H) hidden states -> (B, T) float32 values."""
         return self.summary(hidden.to(self.summary.weight.dtype)).squeeze(-1).float()
+
+
+class Critic(nn.Module):
+    """A separate value model: the backbone of `path` (AutoModel, no LM or score head) and a ValueHead."""
+
+    def __init__(self, path: str, dtype: torch.dtype | None = None, trust_remote_code: bool = False):
+        super().__init__()
+        from transformers import AutoModel
+
+        from lit_align.models.loading import _check_source
+
+        _check_source(path)
+        self.backbone = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+        config = self.backbone.config.get_text_config() if hasattr(self.backbone.config, "get_text_config") \
+            else self.backbone.config
+        self.head = ValueHead(config.hidden_size, dtype=dtype)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """(B, T-1) float32 values for a lit_align batch (input_ids, attention_mask, ...)."""
+        from lit_align.data.collate import model_inputs
+
+        hidden = self.backbone(**model_inputs(batch, dtype=self.backbone.dtype)).last_hidden_state  # (B, T, H)
+        return self.head(hidden[:, :-1])

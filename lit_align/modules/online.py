@@ -168,8 +168,11 @@ class OnlineRLModule(AlignModule):
         weight, bias = lm_head_parameters(self.model)
         logp = linear_token_logprobs(hidden, weight, batch["labels"][:, 1:], bias=bias,
                                      temperature=self.hparams.temperature, backend=self.hparams.backend)
-        values = self.value_head(hidden) if self.value_head is not None else None
-        return logp, values
+        return logp, self.values(hidden, batch)
+
+    def values(self, hidden: torch.Tensor, batch: dict) -> torch.Tensor | None:
+        """(n, T-1) values from the policy's hidden states (n, T-1, H); None without a value function."""
+        return self.value_head(hidden) if self.value_head is not None else None
 
     # ---- one rollout ----------------------------------------------------------------------------------
     @staticmethod

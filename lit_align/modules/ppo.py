@@ -14,14 +14,18 @@ from typing import Any
 import torch
 
 from lit_align.losses import gae, masked_mean, masked_whiten, policy_loss, value_loss
-from lit_align.models.value_head import ValueHead
+from lit_align.models.causal_lm import disable_dropout
+from lit_align.models.loading import resolve_dtype
+from lit_align.models.value_head import Critic, ValueHead
 from lit_align.modules.online import Experience, OnlineRLModule
 
 
 class PPOModule(OnlineRLModule):
-    """PPO with a value head on the policy's trunk.
+    """PPO with a value head on the policy's trunk, or a separate critic (`value_model`).
 
     Args:
+        value_model: checkpoint of a separate critic's backbone (e.g. the reward model or the SFT model);
+            None: a value head on the policy's own trunk.
         gamma: discount per token.
         lam: GAE's lambda.
         vf_coef: weight of the value loss in the total loss.
@@ -30,17 +34,28 @@ class PPOModule(OnlineRLModule):
         (other arguments: see OnlineRLModule; PPO defaults to 4 epochs over each rollout)
     """
 
-    def __init__(self, model: str, gamma: float = 1.0, lam: float = 0.95, vf_coef: float = 0.1,
+    def __init__(self, model: str, value_model: str | None = None, gamma: float = 1.0, lam: float = 0.95,
+                 vf_coef: float = 0.1,
                  vf_clip: float | None = 0.2, whiten_rewards: bool = False, update_epochs: int = 4, **kwargs: Any):
         super().__init__(model, update_epochs=update_epochs, **kwargs)
+        self.critic = None
         if not 0 <= gamma <= 1 or not 0 <= lam <= 1:
             raise ValueError(f"gamma and lam must lie in [0, 1], got {gamma}, {lam}")
 
     def build_extra_models(self) -> None:
         super().build_extra_models()
+        if self.hparams.value_model:
+            self.critic = Critic(self.hparams.value_model, dtype=resolve_dtype(self.hparams.dtype),
+                                 trust_remote_code=self.hparams.trust_remote_code).train()
+            if not self.hparams.keep_dropout:
+                disable_dropout(self.critic)
+            return
         config = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") \
             else self.model.config
         self.value_head = ValueHead(config.hidden_size, dtype=self.model.dtype)
+
+    def values(self, hidden, batch):
+        return self.critic(batch) if self.critic is not None else super().values(hidden, batch)
 
     def compute_advantages(self, exp: Experience) -> None:
         h = self.hparams

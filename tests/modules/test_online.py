@@ -290,3 +290,37 @@ def test_rlgaf_resumes_its_discriminator_and_kl_coefficient(suite, tmp_path):
     trainer.fit(second, dm, ckpt_path=str(tmp_path / "last.ckpt"))
     assert seen["steps"] == d_steps and seen["replay"] == replay and seen["beta"] == pytest.approx(beta)
     assert torch.equal(seen["weight"], next(first.game.model.parameters()).detach())
+
+
+@pytest.mark.parametrize("value_model", [None, "suite"])
+def test_ppo_value_loss_reaches_the_policy_trunk_only_without_a_separate_critic(suite, value_model):
+    """With the shared value head the value loss also trains the policy's trunk; with `value_model` (a critic of
+    its own) the policy's gradient is the policy loss's alone, and the critic's backbone learns the values."""
+    from lit_align.rollout.reward_sources import score_rewards
+
+    grads = {}
+    for vf_coef in (0.0, 1.0):
+        torch.manual_seed(0)
+        module, dm = make(PPOModule, suite, vf_coef=vf_coef, value_model=str(suite.model) if value_model else None)
+        module.configure_model()
+        module.setup("fit")
+        batch = next(iter(dm.train_dataloader()))
+        rows, prompts = module.prompt_rows(batch)
+        gens = module.sample(prompts, seed=0)
+        exp = module.make_experience(rows, gens, score_rewards([CheckerReward()], rows, gens))
+        module.compute_advantages(exp)
+        value_params = module.critic if value_model else module.value_head
+        with torch.no_grad():  # nonzero values, so that the value loss has a gradient everywhere
+            for p in value_params.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.1)
+        loss, _ = module.minibatch_loss(exp.minibatch(torch.arange(len(exp))))
+        loss.backward()
+        grads[vf_coef] = torch.cat([p.grad.flatten() for p in module.model.parameters() if p.grad is not None])
+        if value_model:
+            assert module.value_head is None
+            backbone = [p.grad for p in module.critic.backbone.parameters() if p.grad is not None]
+            assert vf_coef == 0.0 or any(g.abs().max() > 0 for g in backbone), "the critic's backbone should learn"
+    if value_model:
+        torch.testing.assert_close(grads[0.0], grads[1.0], rtol=0, atol=1e-6)  # rounding-level only
+    else:
+        assert (grads[0.0] - grads[1.0]).abs().max() > 1e-3, "the shared trunk should feel the value loss"
