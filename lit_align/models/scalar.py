@@ -13,8 +13,12 @@ REDUCTIONS = ("mean", "min", "mean_minus_std")
 
 
 def sequence_scalar(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B,) float32 score of each sequence."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, 1)
+    """(B,) float32 score of each sequence from a one-label sequence classifier, or from a module that returns
+    the (B,) scores itself (a RewardEnsemble)."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask)
+    if isinstance(out, torch.Tensor):
+        return out.float()  # (B,)
+    logits = out.logits  # (B, 1)
     if logits.shape[-1] != 1:
         raise ValueError(f"a scalar model must have num_labels=1, got logits of shape {tuple(logits.shape)}")
     return logits[:, 0].float()

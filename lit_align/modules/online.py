@@ -33,6 +33,7 @@ from lit_align.modules.base import AlignModule
 from lit_align.ops.linear_token_logprobs import linear_token_logprobs
 from lit_align.rollout.generate import Generation, generate, pad_token_id
 from lit_align.rollout.reward_sources import RewardResult, build_reward_sources, score_rewards
+from lit_align.rollout.runtime import is_sharded
 from lit_align.rollout.score import completion_batch
 
 
@@ -93,6 +94,7 @@ class OnlineRLModule(AlignModule):
     """
 
     default_samples_per_prompt = 1
+    default_rewards: list[dict[str, Any]] = [{"kind": "checker"}]  # when `rewards` is not given
 
     def __init__(self, model: str, rewards: list[dict[str, Any]] | None = None,
                  monitor: list[dict[str, Any]] | None = None, samples_per_prompt: int | None = None,
@@ -120,7 +122,7 @@ class OnlineRLModule(AlignModule):
         self.value_head = None
         self.reward_sources: list = []
         self.monitor_sources: list = []
-        self.tokenizer = None
+        self.tokenizer = self.encoder = None  # the data module's (set in setup)
         self.counts: dict[str, int] = defaultdict(int)  # dropped / truncated / empty samples so far
 
     # ---- set-up ---------------------------------------------------------------------------------------
@@ -131,12 +133,9 @@ class OnlineRLModule(AlignModule):
                           else PeftAdapterReference())
 
     def setup(self, stage: str) -> None:
-        if self._trainer is not None:
-            from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
-
-            if isinstance(self.trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
-                raise ValueError(f"{type(self).__name__} samples with HF generate on each rank's whole policy, which a "
-                                 f"sharded strategy ({type(self.trainer.strategy).__name__}) does not hold; use DDP")
+        if self._trainer is not None and is_sharded(self.trainer.strategy):
+            raise ValueError(f"{type(self).__name__} samples with HF generate on each rank's whole policy, which a "
+                             f"sharded strategy ({type(self.trainer.strategy).__name__}) does not hold; use DDP")
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "tokenizer"):
             self.tokenizer, self.encoder = datamodule.tokenizer, getattr(datamodule, "encoder", None)
@@ -148,7 +147,7 @@ class OnlineRLModule(AlignModule):
             self.encoder = RowEncoder(self.tokenizer)
 
     def on_fit_start(self) -> None:
-        self.reward_sources = self.build_rewards(self.hparams.rewards or [{"kind": "checker"}])
+        self.reward_sources = self.build_rewards(self.hparams.rewards or self.default_rewards)
         self.monitor_sources = build_reward_sources(self.hparams.monitor or [], device=self.device)
 
     def build_rewards(self, specs: list[dict[str, Any]]) -> list:
@@ -286,11 +285,12 @@ class OnlineRLModule(AlignModule):
         self.counts["truncated"] += sum(not g.finished for g in gens)
         self.counts["empty"] += sum(len(g.completion_ids) == 0 for g in gens)
         scores = exp.scores.cpu()[valid]
+        mean_score = float(scores.mean()) if len(scores) else 0.0
         metrics = {
-            "objective/scores": float(scores.mean()) if len(scores) else 0.0,
+            "objective/scores": mean_score,
             "objective/kl": seq_kl,
             "objective/non_score_reward": -self.kl_ctl.value * seq_kl,
-            "objective/rlhf_reward": (float(scores.mean()) if len(scores) else 0.0) - self.kl_ctl.value * seq_kl,
+            "objective/rlhf_reward": mean_score - self.kl_ctl.value * seq_kl,
             "objective/entropy": float(-(exp.old_logp * exp.mask).sum()) / n_valid(exp),  # sampled-token estimate
             "objective/kl_coef": self.kl_ctl.value,
             "val/num_eos_tokens": float(sum(g.finished for g in gens)),
@@ -300,8 +300,8 @@ class OnlineRLModule(AlignModule):
             "rollout/truncated_total": float(self.counts["truncated"]),
             "rollout/empty_total": float(self.counts["empty"]),
         }
-        for name, values in rewards.components.items():
-            if len(rewards.components) > 1:
+        if len(rewards.components) > 1:  # each source of a weighted sum
+            for name, values in rewards.components.items():
                 metrics[f"objective/scores_{name}"] = float(values[torch.isfinite(values)].mean())
         metrics.update(self.monitor_metrics(exp))
         return metrics

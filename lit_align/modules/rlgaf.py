@@ -43,12 +43,13 @@ class _Adversarial:
         super().__init__(model, **kwargs)
         self.game = None
 
+    default_rewards = [{"kind": "discriminator"}]
+
     def build_rewards(self, specs):
         from lit_align.rollout.reward_sources import build_reward_sources
 
         if self.game is None:
             self.game = self.build_game()
-        specs = self.hparams.rewards or [{"kind": "discriminator"}]
         return build_reward_sources(specs, device=self.device, discriminator=self.game)
 
     def build_game(self):

@@ -27,11 +27,10 @@ from typing import Any
 
 import torch
 
-from lit_align.data.collate import pad
 from lit_align.losses.discriminator import discriminator_loss
 from lit_align.models.scalar import sequence_scalar
 from lit_align.rollout.generate import Generation
-from lit_align.rollout.reward import pair_ids
+from lit_align.rollout.reward import padded_pairs, pair_ids
 from lit_align.rollout.reward_sources import RewardSource
 
 FORMS = ("logit", "log_d")
@@ -103,9 +102,7 @@ class DiscriminatorGame(RewardSource):
     def logits(self, pairs: list[tuple[Any, str]]) -> torch.Tensor:
         """(n,) float32 logits of "expert" for (prompt, response) pairs, on D's device (grad when enabled)."""
         seqs = [pair_ids(self.encoder, p, r, f"sample {i}") for i, (p, r) in enumerate(pairs)]
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        input_ids = pad(seqs, pad_id).to(self.device())  # (n, T)
-        attention_mask = pad([[1] * len(s) for s in seqs], 0).to(self.device())  # (n, T)
+        input_ids, attention_mask = padded_pairs(seqs, self.tokenizer, self.device())  # (n, T) each
         return sequence_scalar(self.model, input_ids, attention_mask)
 
     def __call__(self, rows: list[dict], generations: list[Generation]) -> torch.Tensor:

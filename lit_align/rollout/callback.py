@@ -54,9 +54,9 @@ class TaskEvalCallback(Callback):
         self._evaluated_step: int | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+        from lit_align.rollout.runtime import is_sharded
 
-        if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
+        if is_sharded(trainer.strategy):
             raise ValueError(f"TaskEvalCallback generates on rank 0 alone, which a sharded model "
                              f"({type(trainer.strategy).__name__}) cannot do; use DDP, or evaluate the saved "
                              "checkpoint with `lit-align evaluate`")

@@ -24,6 +24,12 @@ def pair_ids(encoder: Any, prompt: Any, response: str, where: str = "response") 
     return encoder._encode(encoder._pair_spans({"_where": where}, prompt, response)).input_ids
 
 
+def padded_pairs(seqs: list[list[int]], tokenizer: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask (n, T) of tokenised pairs, right-padded (the pad id, else EOS), on `device`."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return pad(seqs, pad_id).to(device), pad([[1] * len(s) for s in seqs], 0).to(device)
+
+
 def reward_scores(reward_model, tokenizer: Any, prompts: list[Any], responses: list[str], *, encoder: Any = None,
                   batch_size: int = 64) -> torch.Tensor:
     """(n,) float32 CPU scores of each (prompt, response); `tokenizer` is the reward model's."""
@@ -34,13 +40,10 @@ def reward_scores(reward_model, tokenizer: Any, prompts: list[Any], responses: l
     encoder = encoder if encoder is not None else RowEncoder(tokenizer)
     pairs = enumerate(zip(prompts, responses, strict=True))
     seqs = [pair_ids(encoder, p, r, f"response {i}") for i, (p, r) in pairs]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = model_device(reward_model)
     out = torch.zeros(len(seqs), dtype=torch.float32)
     with evaluating(reward_model):
         for idx in batches_by_length([len(s) for s in seqs], batch_size):
-            batch = [seqs[i] for i in idx]
-            input_ids = pad(batch, pad_id).to(device)  # (B, T), right-padded
-            attention_mask = pad([[1] * len(s) for s in batch], 0).to(device)  # (B, T)
+            input_ids, attention_mask = padded_pairs([seqs[i] for i in idx], tokenizer, device)  # (B, T) each
             out[idx] = sequence_scalar(reward_model, input_ids, attention_mask).cpu()  # (B,)
     return out

@@ -81,21 +81,8 @@ class ModelReward(RewardSource):
     def __call__(self, rows, generations):
         from lit_align.rollout.reward import reward_scores
 
-        return reward_scores(_EnsembleAsClassifier(self.model), self.tokenizer, [r["prompt"] for r in rows],
+        return reward_scores(self.model, self.tokenizer, [r["prompt"] for r in rows],
                              [g.text for g in generations], batch_size=self.batch_size)
-
-
-class _EnsembleAsClassifier(torch.nn.Module):
-    """Lets reward_scores (which reads `.logits` of a sequence classifier) call a RewardEnsemble."""
-
-    def __init__(self, ensemble):
-        super().__init__()
-        self.ensemble = ensemble
-
-    def forward(self, input_ids, attention_mask):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(logits=self.ensemble(input_ids, attention_mask)[:, None])  # (B, 1)
 
 
 @dataclass
@@ -178,8 +165,6 @@ def build_reward_sources(specs: list[dict[str, Any]], *, device: torch.device | 
                 if args:
                     raise TypeError(f"unexpected fields {sorted(args)}")
                 sources.append(discriminator)
-        except TypeError as error:
-            raise ValueError(f"rewards[{i}] ({kind}): {error}") from None
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise ValueError(f"rewards[{i}] ({kind}): {error}") from None
     return sources

@@ -1,5 +1,5 @@
 """How rollout code runs a model: eval mode without grad (training mode restored after), scoped seeds, the
-model's device, and length-sorted batches.
+model's device, length-sorted batches, and whether a strategy shards the model (generation needs all of it).
 
 Generation and scoring run inside training (callbacks, ReST/CREAM loops, PPO rollouts), so they must leave
 the model as they found it (train/eval mode) and must not move the global RNG streams that training relies
@@ -43,6 +43,14 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
+
+
+def is_sharded(strategy) -> bool:
+    """Whether a Lightning strategy shards the model (FSDP, DeepSpeed, ModelParallel): then no rank holds the
+    whole policy, and HF generate cannot run on one rank alone."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+    return isinstance(strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy))
 
 
 def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
