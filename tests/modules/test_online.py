@@ -10,7 +10,7 @@ import torch
 from lit_align.data.datamodule import PromptDataModule
 from lit_align.modules import PPOModule, RLGAFModule, RLOOModule
 from lit_align.rollout.generate import Generation
-from lit_align.rollout.reward_sources import CheckerReward, RewardSource
+from lit_align.rollout.reward_sources import CheckerReward, RewardSource, score_rewards
 
 
 class FlakyReward(RewardSource):
@@ -31,6 +31,18 @@ def make(cls, suite, **kwargs):
     dm = PromptDataModule(suite.file("prompts.jsonl"), str(suite.model), batch_size=4, shuffle=False)
     module = cls(str(suite.model), max_new_tokens=6, lr=1e-3, warmup_ratio=0.0, **kwargs)
     return module, dm
+
+
+def rollout(module, dm, seed, k=1):
+    """The module's experience (advantages computed) on the first prompt batch: k samples each, checker rewards."""
+    module.configure_model()  # a no-op when the test built the models already
+    module.setup("fit")
+    rows, prompts = module.prompt_rows(next(iter(dm.train_dataloader())))
+    rows, prompts = [r for r in rows for _ in range(k)], [p for p in prompts for _ in range(k)]
+    gens = module.sample(prompts, seed=seed)
+    exp = module.make_experience(rows, gens, score_rewards([CheckerReward()], rows, gens))
+    module.compute_advantages(exp)
+    return rows, gens, exp
 
 
 def fit(module, dm, steps=1, callbacks=()):
@@ -110,16 +122,7 @@ def test_empty_and_truncated_generations(suite):
 def test_masks_cover_generated_tokens_only(suite):
     """Prompt and padding positions get exactly zero gradient; every generated token (and the stop token) some."""
     module, dm = make(PPOModule, suite)
-    module.configure_model()
-    module.setup("fit")
-    module.reward_sources = [CheckerReward()]
-    batch = next(iter(dm.train_dataloader()))
-    rows, prompts = module.prompt_rows(batch)
-    gens = module.sample(prompts, seed=3)
-    from lit_align.rollout.reward_sources import score_rewards
-
-    exp = module.make_experience(rows, gens, score_rewards(module.reward_sources, rows, gens))
-    module.compute_advantages(exp)
+    _, gens, exp = rollout(module, dm, seed=3)
     mb = exp.minibatch(torch.arange(len(exp)))
     captured = {}
     original = module.policy_outputs
@@ -145,15 +148,7 @@ def test_masks_cover_generated_tokens_only(suite):
 def test_ppo_minibatch_loss_by_hand(suite):
     """PPO's loss from the model's full logits: ratio, clipped surrogate and clipped value loss, averaged by hand."""
     module, dm = make(PPOModule, suite, clip=0.2, vf_clip=0.1, vf_coef=0.5)
-    module.configure_model()
-    module.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    rows, prompts = module.prompt_rows(batch)
-    gens = module.sample(prompts, seed=0)
-    from lit_align.rollout.reward_sources import score_rewards
-
-    exp = module.make_experience(rows, gens, score_rewards([CheckerReward()], rows, gens))
-    module.compute_advantages(exp)
+    _, gens, exp = rollout(module, dm, seed=0)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():  # move the policy so that ratios differ from 1 (some clipped)
         for p in module.model.parameters():
@@ -187,19 +182,10 @@ def test_rloo_minibatch_loss_by_hand(suite):
     """RLOO with k=3: advantages from the other samples' rewards (KL in the reward), loss = -mean_t A_i * ratio."""
     module, dm = make(RLOOModule, suite, samples_per_prompt=3, kl_coef=0.1)
     module.configure_model()
-    module.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    rows, prompts = module.prompt_rows(batch)
-    rows, prompts = [r for r in rows for _ in range(3)], [p for p in prompts for _ in range(3)]
-    gens = module.sample(prompts, seed=1)
-    from lit_align.rollout.reward_sources import score_rewards
-
-    exp = module.make_experience(rows, gens, score_rewards([CheckerReward()], rows, gens))
     with torch.no_grad():  # the reference differs from the policy: a nonzero KL term
         for p in module.reference.model.parameters():
             p.mul_(1.05)
-    exp = module.make_experience(rows, gens, score_rewards([CheckerReward()], rows, gens))
-    module.compute_advantages(exp)
+    rows, gens, exp = rollout(module, dm, seed=1, k=3)
     from lit_align.tasks.checkers import checker_from_dict
 
     kl_sums = exp.kl.sum(-1).tolist()
@@ -296,19 +282,11 @@ def test_rlgaf_resumes_its_discriminator_and_kl_coefficient(suite, tmp_path):
 def test_ppo_value_loss_reaches_the_policy_trunk_only_without_a_separate_critic(suite, value_model):
     """With the shared value head the value loss also trains the policy's trunk; with `value_model` (a critic of
     its own) the policy's gradient is the policy loss's alone, and the critic's backbone learns the values."""
-    from lit_align.rollout.reward_sources import score_rewards
-
     grads = {}
     for vf_coef in (0.0, 1.0):
         torch.manual_seed(0)
         module, dm = make(PPOModule, suite, vf_coef=vf_coef, value_model=str(suite.model) if value_model else None)
-        module.configure_model()
-        module.setup("fit")
-        batch = next(iter(dm.train_dataloader()))
-        rows, prompts = module.prompt_rows(batch)
-        gens = module.sample(prompts, seed=0)
-        exp = module.make_experience(rows, gens, score_rewards([CheckerReward()], rows, gens))
-        module.compute_advantages(exp)
+        _, _, exp = rollout(module, dm, seed=0)
         value_params = module.critic if value_model else module.value_head
         with torch.no_grad():  # nonzero values, so that the value loss has a gradient everywhere
             for p in value_params.parameters():
