@@ -37,6 +37,7 @@ def load_module(checkpoint: str):
     module = cls(**hparams)
     module.configure_model()
     module.load_state_dict(state["state_dict"])
+    module.on_load_checkpoint(state)  # state kept outside the state_dict (e.g. RLGAF's discriminator game)
     return module
 
 
@@ -49,7 +50,8 @@ def export_checkpoint(checkpoint: str, out_dir: str, tokenizer: str | None = Non
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lit-align export", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by `lit-align fit`, or its run directory (newest last.ckpt)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a .ckpt written by `lit-align fit`, or its run directory (newest last.ckpt)")
     parser.add_argument("--out", required=True, help="output folder (save_pretrained)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer to save alongside (default: the model's)")
     args = parser.parse_args(argv)

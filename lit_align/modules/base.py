@@ -6,12 +6,21 @@ loss. Models are built in `configure_model` (Lightning's hook, so FSDP can shard
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 
 from lit_align.models.loading import load_causal_lm
+
+# Lightning warnings that every lit_align fit would print although nothing is wrong, silenced by their exact text:
+# - the frozen reference (FrozenCopyReference) stays in eval mode by design (no dropout, no grad), which Lightning
+#   reports as "module(s) in eval mode at the start of training";
+# - a data module without a val/test file returns an empty list as that loader (Lightning then skips the split),
+#   which Lightning reports as "Total length of `list` across ranks is zero".
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
 
 
 class AlignModule(pl.LightningModule):
@@ -141,5 +150,6 @@ def apply_lora(model, settings: dict[str, Any]):
         import peft
     except ImportError as error:  # pragma: no cover - peft is a dev dependency
         raise ImportError("lora needs the peft package: pip install 'lit_align[peft]'") from error
+    settings = dict(settings)  # the caller's dict (the saved hyper-parameters) stays whole
     config = peft.LoraConfig(task_type=settings.pop("task_type", "CAUSAL_LM"), **settings)
     return peft.get_peft_model(model, config)

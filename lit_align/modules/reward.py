@@ -18,6 +18,7 @@ from lit_align.models.loading import load_sequence_classifier
 from lit_align.models.scalar import RewardEnsemble, sequence_scalar
 from lit_align.modules.base import AlignModule, save_tokenizer
 from lit_align.ops import preference_loss
+from lit_align.rollout.runtime import seeded
 
 
 class ScalarModule(AlignModule):
@@ -37,10 +38,11 @@ class ScalarModule(AlignModule):
     def load_model(self):
         members = []
         for i in range(self.hparams.ensemble_size):
-            torch.manual_seed(torch.initial_seed() + i)  # a different fresh head per member
-            members.append(load_sequence_classifier(self.hparams.model, dtype=self.hparams.dtype,
-                                                    trust_remote_code=self.hparams.trust_remote_code,
-                                                    pad_token_id=self.hparams.pad_token_id))
+            # a different fresh head per member, drawn under a scoped seed: the global RNG stays as it was
+            with seeded(torch.initial_seed() + i, torch.device("cpu")):
+                members.append(load_sequence_classifier(self.hparams.model, dtype=self.hparams.dtype,
+                                                        trust_remote_code=self.hparams.trust_remote_code,
+                                                        pad_token_id=self.hparams.pad_token_id))
         return RewardEnsemble(members, self.hparams.ensemble_reduction)
 
     def check_vocab(self, model) -> None:
@@ -50,7 +52,7 @@ class ScalarModule(AlignModule):
         """One save_pretrained folder (or member_<i>/ folders for an ensemble) that transformers loads."""
         members = self.model.members
         paths = [out_dir] if len(members) == 1 else [os.path.join(out_dir, f"member_{i}") for i in range(len(members))]
-        for member, path in zip(members, paths):
+        for member, path in zip(members, paths, strict=True):
             member.save_pretrained(path)
             save_tokenizer(tokenizer, self.hparams.model, path)
         return paths

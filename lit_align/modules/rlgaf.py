@@ -92,15 +92,26 @@ class _Adversarial:
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
+        self.restore_game()
+
+    def restore_game(self) -> None:
+        """Load the discriminator state read from a checkpoint (on_load_checkpoint) into the game, building the
+        game first when no fit built it (export)."""
         state = getattr(self, "_pending_game_state", None)
-        if state is not None:
-            self.game.load_state_dict(state)
-            self._pending_game_state = None
+        if state is None:
+            return
+        if self.game is None:
+            if self.tokenizer is None:
+                self.setup("export")  # the tokenizer and encoder the game tokenises with
+            self.game = self.build_game()
+        self.game.load_state_dict(state)
+        self._pending_game_state = None
 
     def export(self, out_dir: str, tokenizer=None) -> list[str]:
         """The policy, and the discriminator in out_dir/discriminator (a sequence classifier)."""
         import os
 
+        self.restore_game()
         paths = super().export(out_dir, tokenizer)
         if self.game is not None:
             self.game.model.save_pretrained(os.path.join(out_dir, "discriminator"))

@@ -9,9 +9,10 @@ Multi-process training (DDP): rank 0 evaluates alone and the other ranks receive
 `trainer.strategy.broadcast`, so every rank logs the same values (sync_dist then averages equal numbers,
 which keeps Lightning's epoch-level logging rules and ModelCheckpoint(monitor="eval/success") consistent).
 This is correct under DDP because `pl_module.model` is the plain module inside the DDP wrapper: generating
-with it runs no collective. The other ranks wait at the broadcast meanwhile, so keep `limit` modest. A
-sharded model (FSDP, DeepSpeed, ModelParallel) cannot run on one rank alone; the callback refuses those
-strategies in `setup` with a clear error rather than hanging.
+with it runs no collective. The other ranks wait at the broadcast meanwhile, so keep `limit` modest. If rank 0's
+evaluation raises, rank 0 still broadcasts (the error) before raising, so the other ranks raise too instead of
+hanging at the broadcast. A sharded model (FSDP, DeepSpeed, ModelParallel) cannot run on one rank alone; the
+callback refuses those strategies in `setup` with a clear error rather than hanging.
 
 Logging: on epoch ends through `pl_module.log` ("eval/success", ...); at fit end, where Lightning forbids
 `self.log`, straight to the trainer's loggers. `history` keeps every evaluation — "epoch" (training epochs
@@ -79,17 +80,28 @@ class TaskEvalCallback(Callback):
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epochs: int) -> dict[str, float]:
         """Rank 0 evaluates; every rank returns its metrics (floats, without n) and records the history."""
-        result = None
+        datamodule = trainer.datamodule  # checked on every rank, so a missing tokenizer fails everywhere at once
+        if datamodule is None or not hasattr(datamodule, "tokenizer"):
+            raise ValueError("TaskEvalCallback needs a data module with a `tokenizer` (a lit_align data module)")
+        result, error = None, None
         if trainer.is_global_zero:
-            datamodule = trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "tokenizer"):
-                raise ValueError("TaskEvalCallback needs a data module with a `tokenizer` (a lit_align data module)")
-            result = evaluate_policy(pl_module.model, datamodule.tokenizer, self.rows,
-                                     encoder=getattr(datamodule, "encoder", None), max_new_tokens=self.max_new_tokens,
-                                     batch_size=self.batch_size)
+            try:
+                result = self.evaluate_rows(pl_module, datamodule)
+            except Exception as e:  # reach the broadcast anyway: the other ranks wait there and would hang
+                result, error = {"error": f"{type(e).__name__}: {e}"}, e
         result = trainer.strategy.broadcast(result, src=0)
+        if "error" in result:
+            if error is not None:
+                raise error
+            raise RuntimeError(f"TaskEvalCallback: evaluation failed on rank 0: {result['error']}")
         self.examples = result.pop("examples")
         metrics = {k: v for k, v in result.items() if k != "n"}
         self.history.append({"epoch": epochs, "step": trainer.global_step, **metrics})
         self._evaluated_step = trainer.global_step
         return metrics
+
+    def evaluate_rows(self, pl_module: pl.LightningModule, datamodule) -> dict[str, Any]:
+        """Rank 0's evaluation of the prompts: metrics, n and a few examples (evaluate_policy)."""
+        return evaluate_policy(pl_module.model, datamodule.tokenizer, self.rows,
+                               encoder=getattr(datamodule, "encoder", None), max_new_tokens=self.max_new_tokens,
+                               batch_size=self.batch_size)

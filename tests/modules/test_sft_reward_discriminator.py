@@ -112,3 +112,24 @@ def test_minilm_encoder_as_reward_backbone(tmp_path):
     scores = sequence_scalar(model, enc["input_ids"], enc["attention_mask"])
     assert scores.shape == (2,) and torch.isfinite(scores).all()
     assert sum(p.numel() for p in model.parameters()) > 20_000_000  # the real pretrained encoder
+
+
+def test_reward_model_loading_leaves_the_global_rng_alone(suite):
+    """Each ensemble member's fresh head comes from its own scoped seed: building the reward model neither reseeds
+    nor advances the global RNG that training (dropout, sampling) relies on, and the members still differ."""
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    module = RewardModule(str(suite.model), ensemble_size=2)
+    module.configure_model()
+    assert torch.equal(torch.get_rng_state(), before)
+    heads = [m.score.weight for m in module.model.members]
+    assert not torch.equal(heads[0], heads[1])
+
+
+def test_lora_settings_stay_whole_in_the_hyper_parameters(suite):
+    """apply_lora must not pop `task_type` out of hparams.lora (checkpoints would lose it)."""
+    lora = {"r": 2, "lora_alpha": 4, "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"}
+    module = SFTModule(str(suite.model), lora=dict(lora))
+    module.configure_model()
+    assert dict(module.hparams.lora) == lora
+    assert hasattr(module.model, "disable_adapter")  # the adapter was applied

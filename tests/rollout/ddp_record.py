@@ -1,4 +1,5 @@
-"""A callback for the DDP test: at the end of fit, saves what TaskEvalCallback recorded on this rank."""
+"""Callbacks for the DDP tests: one saves what TaskEvalCallback recorded on each rank at the end of fit; one
+fails its evaluation on rank 0 only (the other ranks must not hang at the broadcast)."""
 import json
 import os
 
@@ -17,3 +18,10 @@ class RecordEvalHistory(pl.Callback):
         os.makedirs(self.out_dir, exist_ok=True)
         with open(os.path.join(self.out_dir, f"rank{trainer.global_rank}.json"), "w") as f:
             json.dump({"history": evals[0].history, "logged": logged, "world_size": trainer.world_size}, f)
+
+
+class FailOnRankZero(TaskEvalCallback):
+    """A TaskEvalCallback whose evaluation raises on rank 0 (where it runs)."""
+
+    def evaluate_rows(self, pl_module, datamodule):
+        raise RuntimeError("evaluation broke on rank 0")
