@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from lit_align.errors import MissingFileError, UserError
+
 
 def find_checkpoint(path: str) -> str:
     """A .ckpt file as given, or the newest last.ckpt under a run directory (e.g. runs/dpo)."""
@@ -20,7 +22,7 @@ def find_checkpoint(path: str) -> str:
         return path
     found = sorted(Path(path).rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime) if os.path.isdir(path) else []
     if not found:
-        raise FileNotFoundError(f"{path}: no checkpoint file, and no last.ckpt under it")
+        raise MissingFileError(f"{path}: no checkpoint file, and no last.ckpt under it")
     return str(found[-1])
 
 
@@ -29,7 +31,7 @@ def load_module(checkpoint: str):
     checkpoint = find_checkpoint(checkpoint)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if "lit_align_class" not in state:
-        raise ValueError(f"{checkpoint}: not a lit_align checkpoint (no 'lit_align_class' entry)")
+        raise UserError(f"{checkpoint}: not a lit_align checkpoint (no 'lit_align_class' entry)")
     module_name, _, class_name = state["lit_align_class"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name)
     # LightningCLI adds bookkeeping entries such as _class_path to the hyper-parameters; they are not init args

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lit_align.errors import UserError
+
 Message = dict[str, str]
 Span = tuple[str, bool]  # (text, trained)
 
@@ -55,7 +57,7 @@ def conversation_spans(tokenizer: Any, messages: list[Message], trained: list[bo
 def _prefix(tokenizer: Any, history: list[Message], generation_prompt: bool, full: str, where: str, turn: int) -> str:
     text = render(tokenizer, history, add_generation_prompt=generation_prompt)
     if not full.startswith(text):
-        raise ValueError(
+        raise UserError(
             f"{where}: the chat template does not render the conversation up to turn {turn} as a prefix of the "
             "whole conversation, so the assistant turns cannot be located for loss masking; use a "
             "prefix-stable template (set tokenizer.chat_template) or use_chat_template=False")

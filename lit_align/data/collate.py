@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from lit_align.data.tokenize import IGNORE_INDEX
+from lit_align.errors import UserError
 
 
 def pad(seqs: list[list[int]], value: int, *, left: bool = False, multiple_of: int | None = None,
@@ -65,7 +66,7 @@ class _Collator:
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
         if pad_token_id is None:
-            raise ValueError("pad_token_id is None; set tokenizer.pad_token (e.g. to the eos token)")
+            raise UserError("pad_token_id is None; set tokenizer.pad_token (e.g. to the eos token)")
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 

@@ -38,14 +38,15 @@ import torch
 
 from lit_align.data.collate import _Collator, pad
 from lit_align.data.tokenize import IGNORE_INDEX
+from lit_align.errors import UserError
 
 
 def pack_examples(examples: list[dict], max_length: int) -> list[list[dict]]:
     """Group examples into rows of at most `max_length` tokens (best-fit decreasing; deterministic)."""
     too_long = [ex["id"] for ex in examples if len(ex["input_ids"]) > max_length]
     if too_long:
-        raise ValueError(f"{len(too_long)} examples exceed max_length={max_length} (e.g. {too_long[0]!r}); "
-                         "tokenise with the same max_length before packing")
+        raise UserError(f"{len(too_long)} examples exceed max_length={max_length} (e.g. {too_long[0]!r}); "
+                        "tokenise with the same max_length before packing")
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     bins: list[list[dict]] = []
     free: list[tuple[int, int]] = []  # sorted (room left, bin number)
@@ -78,7 +79,7 @@ class PackedCollator(_Collator):
                  mask_dtype: torch.dtype = torch.float32, pad_to_multiple_of: int | None = None):
         super().__init__(pad_token_id, pad_to_multiple_of)
         if mask not in ("position_ids", "4d"):
-            raise ValueError(f"mask must be 'position_ids' or '4d', got {mask!r}")
+            raise UserError(f"mask must be 'position_ids' or '4d', got {mask!r}")
         self.mask, self.mask_dtype = mask, mask_dtype
 
     def __call__(self, rows: list[list[dict]]) -> dict[str, Any]:

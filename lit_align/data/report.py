@@ -13,6 +13,7 @@ from typing import Any
 # reason -> sentence fragment; "{...}" fields are filled from DataReport.limits.
 DROP_REASONS = {
     "empty_completion": "with an empty completion",
+    "empty_prompt": "with an empty prompt",
     "identical_pair": "whose chosen and rejected are identical",
     "identical_after_truncation": "whose chosen and rejected match after truncation to max_length={max_length}",
     "prompt_too_long": "whose prompt exceeds max_prompt_length={max_prompt_length}",

@@ -13,8 +13,9 @@
 Limits: a prompt over `max_prompt_length` keeps its last tokens ("truncate") or drops the example
 ("drop"); an example over `max_length` loses completion tokens from the end ("truncate") or is dropped
 ("drop"); an example whose prompt alone fills `max_length` is always dropped; "error" raises instead.
-Empty completions and preference pairs with chosen == rejected are dropped (raise with `strict=True`).
-Every drop and truncation is counted in a DataReport.
+Empty completions, preference pairs with chosen == rejected and prompt-only rows with an empty prompt are
+dropped (raise with `strict=True`). Every drop and truncation is counted in a DataReport. Bad options and a
+tokenizer without an EOS token raise a UserError (lit_align.errors) up front.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any, Literal
 from lit_align.data.chat import Message, Span, as_messages, conversation_spans, has_chat_template, render
 from lit_align.data.jsonl import passthrough
 from lit_align.data.report import DROP_REASONS, DataReport
+from lit_align.errors import UserError
 
 IGNORE_INDEX = -100
 Truncation = Literal["truncate", "drop", "error"]
@@ -44,14 +46,16 @@ class RowEncoder:
     def __init__(self, tokenizer: Any, *, max_length: int | None = None, max_prompt_length: int | None = None,
                  truncation: Truncation = "truncate", strict: bool = False, use_chat_template: bool | None = None):
         if truncation not in TRUNCATION_MODES:
-            raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
+            raise UserError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
         for name, value in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive integer or None, got {value}")
+                raise UserError(f"{name} must be a positive integer or None, got {value}")
+        tokenizer_name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
         if use_chat_template and not has_chat_template(tokenizer):
-            raise ValueError("use_chat_template=True but the tokenizer has no chat_template")
+            raise UserError(f"use_chat_template=True but the tokenizer {tokenizer_name!r} has no chat_template")
         if tokenizer.eos_token_id is None:
-            raise ValueError("the tokenizer has no eos_token; completions need one to end")
+            raise UserError(f"the tokenizer {tokenizer_name!r} has no eos_token, and every completion needs one to "
+                            "end; set tokenizer.eos_token (or eos_token in its tokenizer_config.json)")
         self.tokenizer = tokenizer
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
         self.truncation, self.strict = truncation, strict
@@ -109,6 +113,9 @@ class RowEncoder:
         report.limits["max_prompt_length"] = limit
         out = []
         for row in rows:
+            if _empty(row["prompt"]):
+                self._reject(report, "empty_prompt", row, field="prompt")
+                continue
             ids = self.encode_prompt(row["prompt"], row["_where"])
             if limit is not None and len(ids) > limit:
                 if self.truncation != "truncate":
@@ -145,8 +152,8 @@ class RowEncoder:
     def _plain(self, text: str | list[Message], where: str) -> str:
         if isinstance(text, str):
             return text
-        raise ValueError(f"{where}: conversational rows (lists of messages) need a tokenizer with a chat "
-                         "template, and this one has none (or use_chat_template=False was set)")
+        raise UserError(f"{where}: conversational rows (lists of messages) need a tokenizer with a chat "
+                        "template, and this one has none (or use_chat_template=False was set)")
 
     def _tokens(self, text: str, special: bool = False) -> list[int]:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
@@ -220,7 +227,7 @@ class RowEncoder:
         if (data_error and self.strict) or (not data_error and self.truncation == "error"):
             what = DROP_REASONS[reason].format(**report.limits)
             at = f": field {field!r}" if field else ""
-            raise ValueError(f"{row['_where']}{at}: example {what} (id {row['id']!r})")
+            raise UserError(f"{row['_where']}{at}: example {what} (id {row['id']!r})")
         report.drop(reason, row["id"])
 
     @staticmethod
@@ -229,7 +236,7 @@ class RowEncoder:
 
 
 def _empty(text: str | list[Message], assistant_only: bool = False) -> bool:
-    """True when a completion holds no text (for `messages`, no assistant turn with text)."""
+    """True when a text holds nothing but whitespace (for `messages`, no assistant turn with text)."""
     if isinstance(text, str):
         return not text.strip()
     return not any(m["content"].strip() for m in text if not assistant_only or m["role"] == "assistant")
@@ -240,5 +247,5 @@ def tokenize_rows(rows: list[dict], fmt: str, tokenizer: Any, *, split: str = "t
     """Tokenise rows of `fmt` ("sft" | "preference" | "prompt"); `options` are RowEncoder's limits."""
     encoder = RowEncoder(tokenizer, **options)
     if fmt not in _UNITS:
-        raise ValueError(f"unknown row format {fmt!r}; expected one of {sorted(_UNITS)}")
+        raise UserError(f"unknown row format {fmt!r}; expected one of {sorted(_UNITS)}")
     return getattr(encoder, fmt)(rows, split)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-from lit_align.models.loading import load_causal_lm
+from lit_align.models.loading import check_vocab, load_causal_lm
 
 # Lightning warnings that every lit_align fit would print although nothing is wrong, silenced by their exact text:
 # - the frozen reference (FrozenCopyReference) stays in eval mode by design (no dropout, no grad), which Lightning
@@ -74,11 +74,7 @@ class AlignModule(pl.LightningModule):
         """Hook for models derived from the loaded policy (e.g. the frozen DPO reference)."""
 
     def check_vocab(self, model) -> None:
-        vocab = self.hparams.vocab_size
-        rows = model.get_input_embeddings().weight.shape[0]
-        if vocab is not None and vocab > rows:
-            raise ValueError(f"the tokenizer has {vocab} tokens but {self.hparams.model} embeds only {rows}: "
-                             "token ids would fall outside the vocabulary")
+        check_vocab(model, self.hparams.vocab_size, self.hparams.model)
 
     # ---- optimisation -----------------------------------------------------------------------------------
     def configure_optimizers(self):

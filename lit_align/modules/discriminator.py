@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lit_align.errors import UserError
 from lit_align.losses.discriminator import discriminator_loss
 from lit_align.modules.reward import ScalarModule
 
@@ -25,7 +26,7 @@ class DiscriminatorModule(ScalarModule):
     def __init__(self, model: str, label_smoothing: float = 0.1, **kwargs: Any):
         super().__init__(model, **kwargs)
         if not 0 <= label_smoothing < 0.5:
-            raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}")
+            raise UserError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}")
 
     def step(self, batch, prefix: str):
         scores = self.member_scores(batch)  # (M, 2B) logits of "expert"

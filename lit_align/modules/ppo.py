@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from lit_align.errors import UserError
 from lit_align.losses import gae, masked_mean, masked_whiten, policy_loss, value_loss
 from lit_align.models.causal_lm import disable_dropout
 from lit_align.models.loading import resolve_dtype
@@ -40,7 +41,7 @@ class PPOModule(OnlineRLModule):
         super().__init__(model, update_epochs=update_epochs, **kwargs)
         self.critic = None
         if not 0 <= gamma <= 1 or not 0 <= lam <= 1:
-            raise ValueError(f"gamma and lam must lie in [0, 1], got {gamma}, {lam}")
+            raise UserError(f"gamma and lam must lie in [0, 1], got {gamma}, {lam}")
 
     def build_extra_models(self) -> None:
         super().build_extra_models()

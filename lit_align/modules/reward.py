@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from lit_align.errors import UserError
 from lit_align.metrics.preference import PreferenceMetrics
 from lit_align.models.loading import load_sequence_classifier
 from lit_align.models.scalar import RewardEnsemble, sequence_scalar
@@ -33,7 +34,7 @@ class ScalarModule(AlignModule):
     def __init__(self, model: str, ensemble_size: int = 1, ensemble_reduction: str = "mean", **kwargs: Any):
         super().__init__(model, **kwargs)
         if ensemble_size < 1:
-            raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+            raise UserError(f"ensemble_size must be >= 1, got {ensemble_size}")
 
     def load_model(self):
         members = []

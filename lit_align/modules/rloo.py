@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lit_align.errors import UserError
 from lit_align.losses import leave_one_out_advantages, masked_mean, masked_whiten, policy_loss, token_kl
 from lit_align.modules.online import Experience, OnlineRLModule
 
@@ -29,8 +30,8 @@ class RLOOModule(OnlineRLModule):
     def __init__(self, model: str, kl_in_reward: bool = True, whiten_advantages: bool = False, **kwargs: Any):
         super().__init__(model, **kwargs)
         if self.hparams.samples_per_prompt < 2:
-            raise ValueError(f"RLOO needs samples_per_prompt >= 2 (a leave-one-out baseline), "
-                             f"got {self.hparams.samples_per_prompt}")
+            raise UserError(f"RLOO needs samples_per_prompt >= 2 (a leave-one-out baseline), "
+                            f"got {self.hparams.samples_per_prompt}")
 
     def compute_advantages(self, exp: Experience) -> None:
         k = self.hparams.samples_per_prompt

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lit_align.errors import UserError
 from lit_align.rollout.generate import encode_prompts, generate
 from lit_align.rollout.kl import kl_to_reference
 from lit_align.rollout.reward import reward_scores
@@ -36,15 +37,15 @@ def read_task_rows(path: str | Path, limit: int | None = None) -> list[dict[str,
 
     rows = read_rows(path, "prompt")[:limit]
     if not rows:
-        raise ValueError(f"{path}: no rows to evaluate")
+        raise UserError(f"{path}: no rows to evaluate")
     for row in rows:
         if "task" not in row:
-            raise ValueError(f"{row['_where']}: missing field 'task' (a checker dict from lit_align.tasks; "
-                             f"found {', '.join(repr(k) for k in row if not k.startswith('_'))})")
+            raise UserError(f"{row['_where']}: missing field 'task' (a checker dict from lit_align.tasks; "
+                            f"found {', '.join(repr(k) for k in row if not k.startswith('_'))})")
         try:
             checker_from_dict(row["task"])
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{row['_where']}: field 'task': {error}") from None
+            raise UserError(f"{row['_where']}: field 'task': {error}") from None
     return rows
 
 
@@ -60,12 +61,12 @@ def evaluate_policy(model, tokenizer: Any, rows: list[dict], *, reward_model=Non
     from lit_align.tasks.evaluate import score_responses
 
     if not rows:
-        raise ValueError("no rows to evaluate")
+        raise UserError("no rows to evaluate")
     missing = next((i for i, row in enumerate(rows) if "task" not in row), None)
     if missing is not None:
-        raise ValueError(f"{rows[missing].get('_where', f'row {missing}')}: missing field 'task'")
+        raise UserError(f"{rows[missing].get('_where', f'row {missing}')}: missing field 'task'")
     if kl_samples < 1:
-        raise ValueError(f"kl_samples must be >= 1, got {kl_samples}")
+        raise UserError(f"kl_samples must be >= 1, got {kl_samples}")
     prompts = encode_prompts(tokenizer, rows, encoder)
     title = progress if isinstance(progress, str) else "evaluating"
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = run(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, UserError) as error:  # bugs keep their traceback
         parser.exit(2, f"lit-align evaluate: error: {error}\n")
     print_result(result)
     if args.json_out:

@@ -13,6 +13,8 @@ from config dicts, e.g. in YAML:
 time, so one bad sample cannot sink the batch; a sample whose reward is NaN/inf or raised in any source is
 marked invalid (dropped from the update by the caller) and counted per source. A source that fails on every
 sample of a batch (more than one) is broken, not unlucky: that raises, naming the source and its error.
+A bad spec (unknown kind, a non-finite weight, which would turn every total into NaN) is a UserError naming
+its index in `rewards`.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any
 
 import torch
 
+from lit_align.errors import UserError
 from lit_align.rollout.generate import Generation
 
 KINDS = ("checker", "model", "discriminator")
@@ -53,7 +56,7 @@ class CheckerReward(RewardSource):
         out = []
         for i, (row, gen) in enumerate(zip(rows, generations, strict=True)):
             if row.get("task") is None:
-                raise ValueError(f"{row.get('_where', f'prompt row {i}')}: the checker reward needs a 'task' column")
+                raise UserError(f"{row.get('_where', f'prompt row {i}')}: the checker reward needs a 'task' column")
             out.append(checker_from_dict(row["task"]).check(gen.text).score)
         return torch.tensor(out, dtype=torch.float32)
 
@@ -74,7 +77,8 @@ class ModelReward(RewardSource):
 
         members = sorted(glob.glob(os.path.join(path, "member_*"))) or [path]
         self.tokenizer = load_tokenizer(members[0])
-        models = [load_sequence_classifier(m, dtype=dtype, pad_token_id=self.tokenizer.pad_token_id) for m in members]
+        models = [load_sequence_classifier(m, dtype=dtype, pad_token_id=self.tokenizer.pad_token_id,
+                                           vocab_size=len(self.tokenizer)) for m in members]
         self.model = RewardEnsemble(models, reduction, k).to(device).eval().requires_grad_(False)
         self.weight, self.batch_size, self.name = weight, batch_size, f"model:{os.path.basename(path.rstrip('/'))}"
 
@@ -129,7 +133,7 @@ def _safe_call(source: RewardSource, rows: list[dict], generations: list[Generat
 def score_rewards(sources: list[RewardSource], rows: list[dict], generations: list[Generation]) -> RewardResult:
     """Weighted sum of every source's rewards; samples with a missing reward in any source are invalid."""
     if not sources:
-        raise ValueError("no reward sources: set `rewards` (e.g. [{kind: checker}])")
+        raise UserError("no reward sources: set `rewards` (e.g. [{kind: checker}])")
     total = torch.zeros(len(generations))
     components, failures = {}, {}
     for i, source in enumerate(sources):
@@ -148,10 +152,13 @@ def build_reward_sources(specs: list[dict[str, Any]], *, device: torch.device | 
     sources: list[RewardSource] = []
     for i, spec in enumerate(specs):
         if not isinstance(spec, dict) or spec.get("kind") not in KINDS:
-            raise ValueError(f"rewards[{i}]: expected a dict with kind in {KINDS}, got {spec!r}")
+            raise UserError(f"rewards[{i}]: expected a dict with kind in {KINDS}, got {spec!r}")
         args = {k: v for k, v in spec.items() if k != "kind"}
         kind = spec["kind"]
         try:
+            weight = args.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"weight must be a finite number, got {weight!r}")
             if kind == "checker":
                 sources.append(CheckerReward(**args))
             elif kind == "model":
@@ -166,5 +173,5 @@ def build_reward_sources(specs: list[dict[str, Any]], *, device: torch.device | 
                     raise TypeError(f"unexpected fields {sorted(args)}")
                 sources.append(discriminator)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"rewards[{i}] ({kind}): {error}") from None
+            raise UserError(f"rewards[{i}] ({kind}): {error}") from None
     return sources

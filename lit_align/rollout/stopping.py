@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lit_align.errors import UserError
+
 _PROBE = "lit_align_end_of_turn_probe"
 
 
@@ -52,8 +54,8 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
     if end_of_turn is not None and end_of_turn not in stops:
         stops.append(end_of_turn)
     if not stops:
-        raise ValueError("the tokenizer has no eos_token and its chat template no end-of-turn token; "
-                         "pass stop_token_ids to say where a response ends")
+        raise UserError("the tokenizer has no eos_token and its chat template no end-of-turn token; "
+                        "pass stop_token_ids to say where a response ends")
     return stops
 
 
