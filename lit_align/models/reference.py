@@ -3,15 +3,20 @@
 * FrozenCopyReference: a frozen copy of the initial policy (eval mode, no grad). A submodule of the
   LightningModule, so it moves devices and is wrapped by DDP/FSDP like the policy.
 * PeftAdapterReference: the policy itself with its LoRA adapter switched off (no second copy in memory).
-* CachedReference: reference scores computed once per example id, kept on disk (atomic writes, a fingerprint
-  of what produced them), so later epochs and later runs skip the reference forward entirely.
+* CachedReference: the initial policy's scores of every pair of the data, computed once before the first update
+  (sharded over the ranks, then all-gathered), kept on disk and keyed by a hash of each pair's tokens, so later
+  epochs, resumed runs and later runs skip the reference forward entirely and never score with a trained policy.
 Every reference answers `scores(policy, batch) -> (2B,)` for a preference batch (rows: chosen, then rejected);
 the frozen copy and the adapter also answer `token_logps(policy, batch) -> (B, T-1)` (online RL's per-token KL).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -67,52 +72,187 @@ class PeftAdapterReference(nn.Module):
             policy.train(was_training)
 
 
-class CachedReference(nn.Module):
-    """Reference scores by example id, filled from `source` on a miss and saved to `path`.
+def pair_keys(batch) -> list[str]:
+    """(B,) keys of a preference batch's pairs: a hash of both sides' input_ids and labels, padding dropped.
 
-    The file holds {"fingerprint": str, "scores": {id: (chosen, rejected)}}; a file whose fingerprint differs
-    (another model, max_length or reduction) is ignored with a warning rather than silently reused.
+    Whatever changes a pair's tokens (tokenizer, chat template, max_length, max_prompt_length, truncation)
+    changes its key, so a stale score is never looked up; equal tokens share a key whatever the row id.
+    """
+    input_ids, labels = batch["input_ids"].cpu(), batch["labels"].cpu()  # (2B, T)
+    mask = batch["attention_mask"].cpu().bool() if "attention_mask" in batch else torch.ones_like(input_ids).bool()
+    b = input_ids.shape[0] // 2
+    keys = []
+    for i in range(b):
+        digest = hashlib.blake2b(digest_size=16)
+        for row in (i, b + i):  # chosen, then rejected
+            tokens, targets = input_ids[row][mask[row]], labels[row][mask[row]]  # (n,)
+            digest.update(len(tokens).to_bytes(8, "little"))
+            digest.update(tokens.numpy().tobytes())
+            digest.update(targets.numpy().tobytes())
+        keys.append(digest.hexdigest())
+    return keys
+
+
+def weights_digest(model: nn.Module, sample: int = 1024) -> str:
+    """A short hash of a model's weights: each parameter's name, shape, dtype and `sample` evenly strided values.
+
+    Cheap on any model size (no full pass), and enough to tell two checkpoints apart: training moves nearly every
+    value of a trained tensor."""
+    digest = hashlib.blake2b(digest_size=12)
+    for name, param in model.named_parameters():
+        flat = param.detach().reshape(-1)
+        digest.update(f"{name}{tuple(param.shape)}{param.dtype}".encode())
+        digest.update(flat[:: max(1, flat.numel() // sample)][:sample].float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class CacheMiss(KeyError):
+    """A pair without a precomputed reference score (a KeyError whose message prints as written)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+# (dataset, collate_fn, batch_size): the data whose pairs `CachedReference.fill` scores
+Source = tuple[Sequence[Any], Callable[[list[Any]], dict], int]
+
+
+class CachedReference(nn.Module):
+    """The initial policy's sequence log-prob sums for every pair of the data, computed once and kept on disk.
+
+    Entries are keyed by `pair_keys` (a hash of the pair's tokens); the file's fingerprint names the scoring model
+    (`weights_digest` of its initial weights), and a file made by another model is ignored with a warning.
+    `fill` scores what the file lacks, before any update; `scores` only looks up and raises `CacheMiss` on a
+    miss: a pair is never scored with a policy that has already been trained.
+
+    File: {"fingerprint": str, "model": str, "keys": [str] (N), "scores": float32 (N, 2) (chosen, rejected)},
+    written by rank 0 to a temporary name and renamed, so a killed run leaves the last complete save.
     """
 
-    def __init__(self, source: nn.Module, path: str, fingerprint: str):
+    def __init__(self, fingerprint: str, path: str | None = None, average_log_prob: bool = False, model: str = ""):
         super().__init__()
-        self.source, self.path, self.fingerprint = source, path, fingerprint
+        self.fingerprint, self.path, self.average_log_prob, self.model_name = fingerprint, path, average_log_prob, model
         self.cache: dict[str, tuple[float, float]] = {}
-        self.hits = self.misses = 0
-        self.load()
+        self.computed = 0  # pairs scored by the last `fill`, over all ranks (0 when the file covered everything)
 
     def load(self) -> None:
-        if not os.path.exists(self.path):
+        self.cache = {}
+        if not self.path or not os.path.exists(self.path):
             return
         data = torch.load(self.path, weights_only=True)
         if data.get("fingerprint") != self.fingerprint:
-            import warnings
-            warnings.warn(f"{self.path}: reference cache made for {data.get('fingerprint')!r}, not "
-                          f"{self.fingerprint!r}; recomputing", stacklevel=2)
+            warnings.warn(f"{self.path}: reference scores of model {data.get('model')!r} (weights "
+                          f"{data.get('fingerprint')!r}), not of {self.model_name!r} (weights {self.fingerprint!r}); "
+                          "recomputing them all", stacklevel=2)
             return
-        self.cache = {k: tuple(v) for k, v in data["scores"].items()}
+        self.cache = dict(zip(data["keys"], map(tuple, data["scores"].tolist()), strict=True))
 
     def save(self) -> None:
+        if not self.path:
+            return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        keys = list(self.cache)
+        scores = torch.tensor([self.cache[k] for k in keys], dtype=torch.float32).reshape(-1, 2)  # (N, 2)
         tmp = f"{self.path}.tmp{os.getpid()}"
-        torch.save({"fingerprint": self.fingerprint, "scores": {k: list(v) for k, v in self.cache.items()}}, tmp)
+        torch.save({"fingerprint": self.fingerprint, "model": self.model_name, "keys": keys, "scores": scores}, tmp)
         os.replace(tmp, self.path)
 
-    def complete_for(self, ids) -> bool:
-        return all(str(i) in self.cache for i in ids)
+    @torch.no_grad()
+    def fill(self, sources: list[Source], score: Callable[[dict], torch.Tensor], *, may_score: bool,
+             save_every: int = 64) -> int:
+        """Make the cache (on every rank) cover every pair of `sources`; returns how many pairs were scored.
+
+        Each rank reads the file, then looks at its own shard of every dataset (in dataset order, not the shuffled
+        training order) and scores the batches with missing pairs by `score(batch) -> (2B,)` sums (the initial
+        policy, in eval mode); the new scores are all-gathered, so every rank ends with every pair, and rank 0
+        saves every `save_every` batches and at the end. Every rank runs the same number of forwards (FSDP's
+        collectives need it). `may_score=False` (the policy was restored from a checkpoint, so it is no longer
+        the reference) raises instead of scoring when a pair is missing.
+        """
+        self.load()
+        rank, world = _rank_world()
+        todo, missing = [], {}  # batches (dataset, collate, indices) with a missing pair; key -> id
+        for dataset, collate, batch_size in sources:
+            for chunk in _chunks(_shard(len(dataset), rank, world), batch_size):
+                batch = collate([dataset[i] for i in chunk])
+                lacking = {k: i for k, i in zip(pair_keys(batch), batch["ids"], strict=True) if k not in self.cache}
+                if lacking:
+                    todo.append((dataset, collate, chunk))
+                    missing.update(lacking)
+        missing = {k: i for part in _all_gather(missing) for k, i in part.items()}
+        if missing and not may_score:
+            raise RuntimeError(
+                f"{self.path}: no reference scores for {len(missing)} pairs (ids {sorted(missing.values())[:3]}...), "
+                "and the policy was restored from a checkpoint, so it can no longer score them as the reference. "
+                "Restore the reference file of the run that wrote the checkpoint, or start the run afresh.")
+        if missing and self.cache and rank == 0:
+            warnings.warn(f"{self.path}: {len(missing)} pairs have no reference score (new data, other tokenizer "
+                          "settings, or a killed run); scoring them with the initial policy", stacklevel=2)
+        rounds = max(_all_gather(len(todo)))
+        if rounds and not todo:  # nothing missing here: repeat a batch so that every rank runs as many forwards
+            dataset, collate, batch_size = sources[0]
+            todo = [(dataset, collate, _shard(len(dataset), rank, world)[:batch_size])]
+        fresh: dict[str, tuple[float, float]] = {}
+        for step in range(rounds):
+            dataset, collate, chunk = todo[min(step, len(todo) - 1)]
+            batch = collate([dataset[i] for i in chunk])
+            values = score(batch).float().cpu()  # (2B,)
+            b = len(chunk)
+            fresh.update((k, (float(values[i]), float(values[b + i]))) for i, k in enumerate(pair_keys(batch)))
+            if (step + 1) % save_every == 0 or step + 1 == rounds:
+                for part in _all_gather(fresh):
+                    self.cache.update(part)
+                fresh = {}
+                if rank == 0:
+                    self.save()
+        _barrier()
+        self.computed = len(missing)
+        return self.computed
 
     @torch.no_grad()
     def scores(self, policy, batch) -> torch.Tensor:
-        ids = [str(i) for i in batch["ids"]]
-        device = batch["input_ids"].device
-        if not self.complete_for(ids):
-            self.misses += len(ids)
-            fresh = self.source.scores(policy, batch).float().cpu()  # (2B,)
-            b = len(ids)
-            for i, key in enumerate(ids):
-                self.cache[key] = (float(fresh[i]), float(fresh[b + i]))
-        else:
-            self.hits += len(ids)
-        chosen = [self.cache[k][0] for k in ids]
-        rejected = [self.cache[k][1] for k in ids]
-        return torch.tensor(chosen + rejected, device=device)
+        keys = batch.get("pair_keys") or pair_keys(batch)  # (B,), from the collator if it hashes them
+        lacking = [i for i, k in enumerate(keys) if k not in self.cache]
+        if lacking:
+            ids = [batch["ids"][i] for i in lacking] if "ids" in batch else lacking
+            raise CacheMiss(
+                f"{self.path or 'the reference cache'} has no reference score for pair(s) {ids[:4]}: the cache is "
+                "filled once, before the first update (DPOModule.on_fit_start), for the train and val pairs as "
+                "tokenised then; a pair outside them would need the initial policy, which has been trained since")
+        values = torch.tensor([self.cache[k] for k in keys], device=batch["input_ids"].device)  # (B, 2)
+        out = torch.cat([values[:, 0], values[:, 1]])  # (2B,) chosen, then rejected
+        if self.average_log_prob:
+            out = out / (batch["labels"][:, 1:] != -100).sum(-1).clamp(min=1)
+        return out
+
+
+def _rank_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_gather(obj: Any) -> list[Any]:
+    """Every rank's `obj` (a one-item list outside torch.distributed)."""
+    rank, world = _rank_world()
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _barrier() -> None:
+    if _rank_world()[1] > 1:
+        torch.distributed.barrier()
+
+
+def _shard(n: int, rank: int, world: int) -> list[int]:
+    """This rank's dataset indices: every world-th from `rank`, padded (with repeats) to equal shard sizes."""
+    padded = -(-n // world) * world
+    return [i % n for i in range(rank, padded, world)]
+
+
+def _chunks(indices: list[int], size: int) -> list[list[int]]:
+    return [indices[i:i + size] for i in range(0, len(indices), size)]

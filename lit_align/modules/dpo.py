@@ -4,7 +4,8 @@ Loss types and their papers are listed in lit_align/ops/preference_loss.py (DPO 
 rDPO 2403.00409, SLiC hinge 2305.10425, IPO 2310.12036, SimPO 2405.14734). `rpo_alpha` adds the NLL of the
 chosen answer (RPO, Pang et al. arXiv 2404.19733, Eq. 3), which keeps small models from collapsing.
 The reference is a frozen copy ("copy"), the LoRA-less base ("adapter", with `lora`), or scores computed once
-before training and cached on disk ("precomputed", reusable by later runs); SimPO needs none ("none").
+before training and cached on disk ("precomputed", reusable by resumed and later runs: keyed by each pair's tokens
+and the initial weights, see CachedReference); SimPO needs none ("none").
 """
 from __future__ import annotations
 
@@ -12,22 +13,19 @@ import os
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from lit_align.metrics.preference import PreferenceMetrics
-from lit_align.models.causal_lm import final_hidden_states, lm_head_parameters
-from lit_align.models.reference import CachedReference, FrozenCopyReference, PeftAdapterReference
+from lit_align.models.causal_lm import final_hidden_states, lm_head_parameters, sequence_logps
+from lit_align.models.reference import (
+    CachedReference,
+    FrozenCopyReference,
+    PeftAdapterReference,
+    weights_digest,
+)
 from lit_align.modules.base import AlignModule
 from lit_align.ops import LOSS_TYPES, preference_loss, sequence_logprobs
 from lit_align.ops.linear_token_logprobs import linear_token_logprobs
-
-
-class _InitialPolicy(torch.nn.Module):
-    """The policy itself as reference: valid only before its first update (used to fill the cache)."""
-
-    @torch.no_grad()
-    def scores(self, policy, batch):
-        from lit_align.models.causal_lm import sequence_logps
-        return sequence_logps(policy, batch, average_log_prob=False)
 
 
 class DPOModule(AlignModule):
@@ -41,7 +39,8 @@ class DPOModule(AlignModule):
         average_log_prob: length-normalised sequence scores (None: True for ipo and simpo, as in their papers).
         rpo_alpha: weight of the chosen answer's NLL added to the loss (0 disables it).
         reference: "copy", "adapter", "precomputed" or "none" (reference-free, SimPO).
-        reference_cache: file of the precomputed reference scores (default: <log_dir>/reference_logps.pt).
+        reference_cache: file of the precomputed reference scores (default: <default_root_dir>/reference_logps.pt,
+            the run folder, so a resumed run finds it).
         (other arguments: see AlignModule)
     """
 
@@ -66,34 +65,48 @@ class DPOModule(AlignModule):
             self.reference = FrozenCopyReference(self.model, self.average)
         elif kind == "adapter":
             self.reference = PeftAdapterReference(self.average)
-        elif kind == "precomputed":
-            self.reference = CachedReference(_InitialPolicy(), self.cache_path(), self.fingerprint())
+        elif kind == "precomputed":  # the path is known once a trainer is attached (on_fit_start)
+            self.reference = CachedReference(weights_digest(self.model), average_log_prob=self.average,
+                                             model=self.hparams.model)
 
-    def cache_path(self) -> str:
+    def cache_path(self) -> str | None:
+        """`reference_cache`, else the run folder's reference_logps.pt (None, in memory only, without a trainer)."""
         if self.hparams.reference_cache:
             return self.hparams.reference_cache
-        root = self.trainer.log_dir if self._trainer is not None and self.trainer.log_dir else "."
-        return os.path.join(root, "reference_logps.pt")
-
-    def fingerprint(self) -> str:
-        return f"{self.hparams.model}|dtype={self.hparams.dtype}|sum"
+        return os.path.join(self.trainer.default_root_dir, "reference_logps.pt") if self._trainer is not None else None
 
     def on_fit_start(self) -> None:
-        """With reference='precomputed', score every train/val pair with the initial policy once."""
-        if not isinstance(self.reference, CachedReference):
-            return
-        datamodule = self.trainer.datamodule
-        loaders = [datamodule.train_dataloader(), datamodule.val_dataloader()] if datamodule else []
-        self.model.eval()
-        for loader in loaders:
-            for batch in loader:
-                batch = self.transfer_batch_to_device(batch, self.device, 0)
-                self.reference.scores(self.model, batch)
-        self.model.train()
-        if self.trainer.is_global_zero:
-            self.reference.save()
-        self.print(f"[lit_align.dpo] reference scores cached for {len(self.reference.cache)} pairs "
-                   f"in {self.reference.path}")
+        """With reference='precomputed', score every train/val pair with the initial policy, before any update.
+
+        On resume (a checkpoint given to fit) the restored policy is trained: the file must then cover every pair.
+        """
+        if isinstance(self.reference, CachedReference):
+            resumed = self.trainer.ckpt_path is not None or self.global_step > 0
+            self.precompute_reference(self.trainer.datamodule, may_score=not resumed)
+
+    def precompute_reference(self, datamodule, may_score: bool = True) -> int:
+        """Fill the reference cache for the data module's train and val pairs; returns how many were scored."""
+        if datamodule is None:
+            raise ValueError("reference='precomputed' scores the whole data before training: fit with a data "
+                             "module (e.g. PreferenceDataModule), not bare dataloaders")
+        loaders = [datamodule.train_dataloader(), datamodule.val_dataloader()]
+        sources = [(loader.dataset, loader.collate_fn, loader.batch_size or 1) for loader in loaders
+                   if isinstance(loader, torch.utils.data.DataLoader)]
+        self.reference.path = self.cache_path()
+        was_training = self.model.training
+        self.model.eval()  # no dropout: the scores of the frozen-copy reference
+        try:
+            computed = self.reference.fill(sources, self._initial_scores, may_score=may_score)
+        finally:
+            self.model.train(was_training)
+        rank_zero_info(f"[lit_align.dpo] reference scores of {len(self.reference.cache)} pairs in "
+                       f"{self.reference.path or 'memory'} ({computed} scored now)")
+        return computed
+
+    @torch.no_grad()
+    def _initial_scores(self, batch) -> torch.Tensor:
+        batch = self.transfer_batch_to_device(batch, self.device, 0)
+        return sequence_logps(self.model, batch, backend=self.hparams.backend)  # (2B,) sums
 
     # ---- the loss --------------------------------------------------------------------------------------
     def pair_scores(self, batch):
@@ -111,15 +124,13 @@ class DPOModule(AlignModule):
         if self.reference is None:
             return None, None
         ref = self.reference.scores(self.model, batch)  # (2B,) sums (or means, by the reference's setting)
-        if isinstance(self.reference, CachedReference) and self.average:
-            ref = ref / (batch["labels"][:, 1:] != -100).sum(-1).clamp(min=1)
         b = ref.shape[0] // 2
         return ref[:b], ref[b:]
 
     def step(self, batch, metrics: PreferenceMetrics, prefix: str):
+        ref_chosen, ref_rejected = self.reference_scores(batch)  # first: a cache lookup reads the batch on the CPU
         scores, sums, counts = self.pair_scores(batch)
         b = scores.shape[0] // 2
-        ref_chosen, ref_rejected = self.reference_scores(batch)
         losses, chosen_rewards, rejected_rewards = preference_loss(
             scores[:b], scores[b:], ref_chosen, ref_rejected, beta=self.hparams.beta,
             loss_type=self.hparams.loss_type, label_smoothing=self.hparams.label_smoothing,

@@ -54,33 +54,19 @@ def test_loss_matches_hand_computation(suite, loss_type):
 
 
 def test_starts_at_log2_with_every_reference(suite, tmp_path):
-    """Before any update the policy equals its reference, so DPO's loss is exactly log 2 for each kind."""
-    _, batch = one_batch(suite)
+    """Before any update the policy equals its reference, so DPO's loss is exactly log 2 for each kind
+    (the precomputed reference: see also test_reference_cache.py)."""
+    dm, batch = one_batch(suite)
     settings = [dict(reference="copy"), dict(reference="precomputed", reference_cache=str(tmp_path / "ref.pt")),
                 dict(reference="adapter", lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})]
     for kwargs in settings:
         module = DPOModule(str(suite.model), beta=0.5, **kwargs)
         module.configure_model()
+        if kwargs["reference"] == "precomputed":
+            module.precompute_reference(dm)
         with torch.no_grad():
             loss = module.step(batch, module.train_metrics, "")
         assert loss.item() == pytest.approx(math.log(2), abs=1e-5), kwargs["reference"]
-
-
-def test_precomputed_reference_is_cached_and_reused(suite, tmp_path):
-    cache = tmp_path / "ref.pt"
-    dm, _ = one_batch(suite, batch_size=8)
-    module = DPOModule(str(suite.model), beta=0.5, reference="precomputed", reference_cache=str(cache), lr=1e-3)
-    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(module, dm)
-    assert cache.exists()
-    stored = torch.load(cache, weights_only=True)
-    assert len(stored["scores"]) == len(dm.datasets["train"])
-    assert module.reference.misses == len(dm.datasets["train"])  # the precompute pass, nothing during training
-
-    again = DPOModule(str(suite.model), beta=0.5, reference="precomputed", reference_cache=str(cache))
-    again.configure_model()
-    assert len(again.reference.cache) == len(dm.datasets["train"])  # a later run skips the reference forward
 
 
 def test_training_raises_the_margin(suite):
