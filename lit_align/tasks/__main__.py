@@ -2,7 +2,9 @@
 
 Writes DIR/data (the JSONL files and manifest.json, see `build.py`), DIR/tokenizer and DIR/model (the tiny
 Llama with its tokenizer, loadable by path). Idempotent: a part already built with the same settings is
-skipped (data: its manifest matches; tokenizer/model: their files exist), unless --force.
+skipped (data: its manifest matches, format included, so data of an older suite version is rebuilt;
+tokenizer/model: their files exist), unless --force. A rebuilt data part rebuilds the tokenizer and model
+too, since the tokenizer is trained on the data's text.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from .build import build_suite
+from .build import FORMAT, SIZES, build_suite
 
 
 def _data_is_built(data: Path, want: dict) -> bool:
@@ -25,9 +27,11 @@ def _data_is_built(data: Path, want: dict) -> bool:
 
 def build(out: Path, seed: int, force: bool, imperfect_share: float, sizes: dict[str, int], vocab_size: int) -> None:
     data, tok_dir, model_dir = out / "data", out / "tokenizer", out / "model"
-    want = {"seed": seed, "imperfect_share": imperfect_share, "sizes": sizes}
+    want = {"format": FORMAT, "seed": seed, "imperfect_share": imperfect_share, "sizes": sizes}
     if force or not _data_is_built(data, want):
-        manifest = build_suite(data, seed, imperfect_share=imperfect_share, **{f"{k}_size": v for k, v in sizes.items()})
+        force = True  # the tokenizer (and the model sized to it) follow the data
+        manifest = build_suite(data, seed, imperfect_share=imperfect_share,
+                               **{f"{k}_size": v for k, v in sizes.items()})
         counts = ", ".join(f"{name} {entry['rows']}" for name, entry in manifest["files"].items())
         print(f"data: {data} ({counts})")
     else:
@@ -57,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--force", action="store_true", help="rebuild parts that are already there")
     b.add_argument("--imperfect-share", type=float, default=0.5, help="share of SFT rows with a near-miss answer")
     b.add_argument("--vocab-size", type=int, default=1024)
-    for name, default in (("sft", 4000), ("preference", 2000), ("prompts", 1000), ("expert", 1000), ("heldout", 200)):
+    for name, default in SIZES.items():
         b.add_argument(f"--{name}-size", type=int, default=default)
     args = parser.parse_args(argv)
-    sizes = {k: getattr(args, f"{k}_size") for k in ("sft", "preference", "prompts", "expert", "heldout")}
+    sizes = {k: getattr(args, f"{k}_size") for k in SIZES}
     build(args.out, args.seed, args.force, args.imperfect_share, sizes, args.vocab_size)
     return 0
 

@@ -1,15 +1,20 @@
 """Write the suite's JSONL files in TRL's columns, atomically, with a manifest.
 
-Files (every row has an "id" and the checker as a "task" dict, rebuilt by `checker_from_dict`):
+Files (every row has an "id", the checker as a "task" dict, rebuilt by `checker_from_dict`, and its "family"):
 
-- sft.jsonl          prompt, completion, task, score, mistake — `imperfect_share` of the rows (exactly
+- sft.jsonl          prompt, completion, task, family, score, mistake — `imperfect_share` of the rows (exactly
                      round(share * rows)) carry a near-miss completion, named by "mistake" (null otherwise)
-- preference.jsonl   prompt, chosen, rejected, task, chosen_score, rejected_score, mistake — chosen is a
-                     correct answer and rejected the same answer with one mistake (named by "mistake"),
+- preference.jsonl   prompt, chosen, rejected, task, family, chosen_score, rejected_score, mistake — chosen
+                     is a correct answer and rejected the same answer with one mistake (named by "mistake"),
                      so the pair differs only by that mistake; the checker scores chosen strictly higher
-- prompts.jsonl      prompt, task — training prompts for online RL (PPO/RLOO/CORGI/ReST/CREAM)
-- expert.jsonl       prompt, completion, task — correct answers only (RLGAF's expert demonstrations)
-- val.jsonl, test.jsonl, transfer.jsonl   prompt, task, split — held-out prompts, each at most once
+- prompts.jsonl      prompt, task, family — training prompts for online RL (PPO/RLOO/CORGI/ReST/CREAM)
+- expert.jsonl       prompt, completion, task, family — correct answers only (RLGAF's expert demonstrations)
+- val.jsonl, test.jsonl, transfer.jsonl   prompt, task, family, split, phrasing ("seen"/"unseen") — held-out
+                     prompts, each once, balanced over families and phrasings in every prefix (see `suite.py`)
+
+Training files hold trained families in seen phrasings only; no held-out prompt text occurs in them. The
+manifest lists the families (trained / held out), the phrasing grammar's template counts, the generators'
+settings and, per file, its rows, distinct prompts and counts by family, phrasing and mistake.
 
 Each file is written under a temporary name and renamed (`os.replace`), manifest.json last, so a crash
 never leaves a half-written file and a present manifest means a complete suite.
@@ -24,10 +29,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .responses import SEPARATOR, bad_response, good_response, good_words
-from .suite import Task, make_tasks, split_pool
+from .responses import COMMON_FIRST, MISTAKE_WEIGHTS, SEPARATOR, ZIPF_EXPONENT, bad_response, good_response, good_words
+from .suite import Task, describe, make_tasks
 
 HELDOUT_SPLITS = ("val", "test", "transfer")
+FORMAT = 2
+"""The manifest's "format": 2 is suite v2 (families, phrasing grammar); `lit-align suite` rebuilds older data."""
+SIZES = {"sft": 8000, "preference": 3000, "prompts": 1000, "expert": 1000, "heldout": 400}
+"""Default rows per file (per held-out split for "heldout"): the SFT and preference sizes of the suite v2
+experiment (8000 SFT rows, 3000 pairs)."""
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
@@ -72,7 +82,9 @@ def sft_rows(
     return rows
 
 
-def preference_rows(tasks: list[Task], seed: int | str, mistakes: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def preference_rows(
+    tasks: list[Task], seed: int | str, mistakes: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
     rng = _rng(seed, "preference")
     rows = []
     for i, t in enumerate(tasks):
@@ -89,7 +101,8 @@ def preference_rows(tasks: list[Task], seed: int | str, mistakes: dict[str, floa
 
 def expert_rows(tasks: list[Task], seed: int | str) -> list[dict[str, Any]]:
     rng = _rng(seed, "expert")
-    return [{"id": f"expert-{i:05d}", **t.row(), "completion": good_response(t.checker, rng)} for i, t in enumerate(tasks)]
+    return [{"id": f"expert-{i:05d}", **t.row(), "completion": good_response(t.checker, rng)}
+            for i, t in enumerate(tasks)]
 
 
 def prompt_rows(tasks: list[Task], name: str) -> list[dict[str, Any]]:
@@ -97,19 +110,20 @@ def prompt_rows(tasks: list[Task], name: str) -> list[dict[str, Any]]:
 
 
 def heldout_rows(split: str, size: int, seed: int | str) -> list[dict[str, Any]]:
-    tasks = make_tasks(min(size, len(split_pool(split))), seed, split)
-    return [{**row, "split": split} for row in prompt_rows(tasks, split)]
+    tasks = make_tasks(size, seed, split)
+    rows = prompt_rows(tasks, split)
+    return [{**row, "split": split, "phrasing": t.phrasing} for row, t in zip(rows, tasks, strict=True)]
 
 
 def build_suite(
     out_dir: str | os.PathLike,
     seed: int = 0,
     *,
-    sft_size: int = 4000,
-    preference_size: int = 2000,
-    prompts_size: int = 1000,
-    expert_size: int = 1000,
-    heldout_size: int = 200,
+    sft_size: int = SIZES["sft"],
+    preference_size: int = SIZES["preference"],
+    prompts_size: int = SIZES["prompts"],
+    expert_size: int = SIZES["expert"],
+    heldout_size: int = SIZES["heldout"],
     imperfect_share: float = 0.5,
     mistakes: dict[str, float] | None = None,
 ) -> dict[str, Any]:
@@ -124,22 +138,30 @@ def build_suite(
         **{f"{s}.jsonl": heldout_rows(s, heldout_size, seed) for s in HELDOUT_SPLITS},
     }
     manifest: dict[str, Any] = {
-        "format": 1,
+        "format": FORMAT,
         "seed": seed,
         "imperfect_share": imperfect_share,
         "sizes": {"sft": sft_size, "preference": preference_size, "prompts": prompts_size,
                   "expert": expert_size, "heldout": heldout_size},
+        **describe(),
+        "generators": {"zipf_exponent": ZIPF_EXPONENT, "common_first": COMMON_FIRST,
+                       "mistake_weights": dict(mistakes or MISTAKE_WEIGHTS)},
         "files": {},
     }
     for name, rows in files.items():
         write_jsonl(out / name, rows)
-        entry = {"rows": len(rows), "unique_prompts": len({r["prompt"] for r in rows})}
-        if "mistake" in rows[0]:
-            entry["mistakes"] = _counts(r["mistake"] for r in rows)
-        manifest["files"][name] = entry
-    manifest["split_pools"] = {s: len(split_pool(s)) for s in ("train", *HELDOUT_SPLITS)}
+        manifest["files"][name] = _file_entry(rows)
     write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _file_entry(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A file's rows, distinct prompts and counts by family (and phrasing, mistake where the rows have them)."""
+    entry: dict[str, Any] = {"rows": len(rows), "unique_prompts": len({r["prompt"] for r in rows})}
+    for column, key in (("family", "families"), ("phrasing", "phrasings"), ("mistake", "mistakes")):
+        if rows and column in rows[0]:
+            entry[key] = _counts(r[column] for r in rows)
+    return entry
 
 
 def _counts(values: Iterable[str | None]) -> dict[str, int]:

@@ -1,9 +1,10 @@
 """A byte-level BPE tokenizer trained offline on the suite's own text, with a chat template.
 
 No tokenizer can be downloaded here, so the tiny model gets one trained in a fraction of a second with
-the `tokenizers` library (ByteLevel pre-tokenizer + BPE trainer) on the bundled words, the prompts in every
-phrasing and the checkers' feedback phrasings. It is wrapped in `transformers.PreTrainedTokenizerFast`
-and saved with `save_pretrained`, so recipes load it by path like any Hugging Face tokenizer.
+the `tokenizers` library (ByteLevel pre-tokenizer + BPE trainer) on the bundled words and a sample of the
+training split: prompts in seen phrasings, correct and near-miss answers, the checkers' feedback. It is
+wrapped in `transformers.PreTrainedTokenizerFast` and saved with `save_pretrained`, so recipes load it by
+path like any Hugging Face tokenizer.
 
 Every text segment gets a leading space (`add_prefix_space`), so a word is the same token at the start of
 an answer as in its middle. The chat template writes `<|bos|>` and then each turn as `<|role|>content<|eos|>`;
@@ -22,9 +23,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from .checkers import PROMPT_VARIANTS
 from .responses import bad_response, good_response
-from .suite import split_pool
+from .suite import make_tasks
 from .words import WORDS
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
@@ -45,18 +45,20 @@ CHAT_TEMPLATE = (
 )
 
 
-def suite_corpus(seed: int = 0, answers_per_task: int = 2) -> list[str]:
-    """The text the tokenizer learns from: every word, every training-split prompt (all phrasings), and
-    correct and near-miss answers with their feedback. Held-out prompts are left out; they reuse the same
-    words and phrasings, so nothing in them is out of vocabulary."""
+WORD_REPEATS = 20
+"""The word list enters the corpus this many times, so that nearly every bundled word becomes one token (94% at
+vocabulary 1024; 79% with the list once, where rare answer words lose their merges to the prompts' words)."""
+
+
+def suite_corpus(seed: int = 0, tasks: int = 1500) -> list[str]:
+    """The text the tokenizer learns from: the word list (`WORD_REPEATS` times), and for `tasks` training
+    prompts the prompt, a correct answer, a near-miss and its feedback. Held-out prompts are left out: their
+    held-out phrasing parts fall back to smaller tokens, as rare words do in any tokenizer."""
     rng = random.Random(f"lit_align.tasks.tokenizer:{seed}")
-    texts = list(WORDS) + [v.format(n=n, what="") for v in PROMPT_VARIANTS for n in range(1, 7)]
-    for task in split_pool("train"):
-        texts.append(task.prompt)
-        for _ in range(answers_per_task):
-            texts.append(good_response(task.checker, rng))
-            bad, _ = bad_response(task.checker, rng)
-            texts += [bad, task.checker.check(bad).feedback]
+    texts = list(WORDS) * WORD_REPEATS
+    for task in make_tasks(tasks, f"tokenizer:{seed}", "train"):
+        bad, _ = bad_response(task.checker, rng)
+        texts += [task.prompt, good_response(task.checker, rng), bad, task.checker.check(bad).feedback]
     return texts
 
 

@@ -4,14 +4,13 @@ Every task in the suite is answered with words from this list, so the checkers c
 a made-up one ("eee" ends with 'e' but is not an answer) and a tiny model trained offline can learn the
 whole vocabulary. Its order is a fixed preference ranking (`responses.good_words` draws answers with
 Zipf-like weights along it), so each letter has a few typical answers, as in real usage, rather than a
-flat spread over dozens. The list is chosen to cover many first and last letters, so that "N different words
-ending with W" and "K different words starting with L" have enough answers for most letters; the suite
-uses only the letters with enough of them (see `words_by`).
+flat spread over dozens. The list covers many first and last letters, lengths and letter patterns, so that
+most constraints of the suite have several answers; the suite keeps the cells with enough of them
+(`suite.SPARE`). Most words are one token of the suite's tokenizer (vocabulary 1024): an answer of N words
+is then N steps for the model, which measurably helps a tiny model learn it.
 """
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 _RAW = """
 pizza banana camera sofa zebra tuna panda cola opera pasta koala llama soda tea sea
@@ -44,17 +43,3 @@ WORDS: tuple[str, ...] = tuple(dict.fromkeys(_RAW.split()))
 WORD_SET: frozenset[str] = frozenset(WORDS)
 WORD_RANK: dict[str, int] = {w: i for i, w in enumerate(WORDS)}
 
-
-@lru_cache(maxsize=None)
-def words_by(position: str, letter: str) -> tuple[str, ...]:
-    """The bundled words whose first (`position="start"`) or last (`"end"`) letter is `letter`."""
-    if position == "start":
-        return tuple(w for w in WORDS if w.startswith(letter))
-    if position == "end":
-        return tuple(w for w in WORDS if w.endswith(letter))
-    raise ValueError(f"position must be 'start' or 'end', got {position!r}")
-
-
-def letters_with(position: str, at_least: int) -> tuple[str, ...]:
-    """The letters that begin (or end) at least `at_least` bundled words, alphabetically."""
-    return tuple(c for c in "abcdefghijklmnopqrstuvwxyz" if len(words_by(position, c)) >= at_least)

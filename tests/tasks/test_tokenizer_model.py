@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lit_align.tasks.suite import split_pool
+from lit_align.tasks.suite import make_tasks
 from lit_align.tasks.tiny_model import build_tiny_model
 from lit_align.tasks.tokenizer import build_tokenizer
 from lit_align.tasks.words import WORDS
@@ -25,7 +25,8 @@ def test_tokenizer_round_trip_and_special_tokens(built):
     assert 900 <= len(tok) <= 1100
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|bos|>", "<|eos|>", "<|pad|>")
     assert len({tok.bos_token_id, tok.eos_token_id, tok.pad_token_id}) == 3
-    for text in ("grape stone lake", split_pool("test")[0].prompt, "Ünïcode ✓ falls back to bytes"):
+    unseen = next(t.prompt for t in make_tasks(4, 0, "test") if t.phrasing == "unseen")
+    for text in ("grape stone lake", make_tasks(1, 0, "train")[0].prompt, unseen, "Ünïcode ✓ falls back to bytes"):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.decode(ids).strip() == text
     # most bundled words are one token, so a word counts as one step of the answer
@@ -37,7 +38,8 @@ def test_chat_template(built):
     text = tok.apply_chat_template([USER], add_generation_prompt=True, tokenize=False)
     assert text == "<|bos|><|user|>List 3 different words that end with 'e'.<|eos|><|assistant|>"
     prompt = tok.apply_chat_template([USER], add_generation_prompt=True, return_dict=True)["input_ids"]
-    full = tok.apply_chat_template([USER, {"role": "assistant", "content": "grape stone lake"}], return_dict=True)["input_ids"]
+    answer = {"role": "assistant", "content": "grape stone lake"}
+    full = tok.apply_chat_template([USER, answer], return_dict=True)["input_ids"]
     completion = tok("grape stone lake", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert full == prompt + completion  # prompt/completion tokenise the same apart as together
     out = tok.apply_chat_template(
@@ -45,7 +47,7 @@ def test_chat_template(built):
          {"role": "assistant", "content": "lake"}],
         return_dict=True, return_assistant_tokens_mask=True,
     )
-    marked = [i for i, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+    marked = [i for i, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
     assert tok.decode(marked) == " grape<|eos|> lake<|eos|>"  # assistant turns only, for multi-turn losses
 
 
