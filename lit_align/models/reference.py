@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lit_align.errors import UserError
 from lit_align.models.causal_lm import sequence_logps, shifted_logps
 
 
@@ -62,7 +63,7 @@ class PeftAdapterReference(nn.Module):
     @staticmethod
     def _without_adapter(policy, fn):
         if not hasattr(policy, "disable_adapter"):
-            raise ValueError("reference='adapter' needs a PEFT policy (set model.lora); use reference='copy' otherwise")
+            raise UserError("reference='adapter' needs a PEFT policy (set model.lora); use reference='copy' otherwise")
         was_training = policy.training
         policy.eval()
         try:
@@ -181,7 +182,7 @@ class CachedReference(nn.Module):
                     missing.update(lacking)
         missing = {k: i for part in _all_gather(missing) for k, i in part.items()}
         if missing and not may_score:
-            raise RuntimeError(
+            raise UserError(
                 f"{self.path}: no reference scores for {len(missing)} pairs (ids {sorted(missing.values())[:3]}...), "
                 "and the policy was restored from a checkpoint, so it can no longer score them as the reference. "
                 "Restore the reference file of the run that wrote the checkpoint, or start the run afresh.")

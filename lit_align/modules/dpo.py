@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_align.errors import UserError
 from lit_align.metrics.preference import PreferenceMetrics
 from lit_align.models.causal_lm import final_hidden_states, lm_head_parameters, sequence_logps
 from lit_align.models.reference import (
@@ -50,11 +51,11 @@ class DPOModule(AlignModule):
                  reference_cache: str | None = None, **kwargs: Any):
         super().__init__(model, **kwargs)
         if loss_type not in LOSS_TYPES or loss_type == "bt":
-            raise ValueError(f"loss_type={loss_type!r}; expected one of {[t for t in LOSS_TYPES if t != 'bt']}")
+            raise UserError(f"loss_type={loss_type!r}; expected one of {[t for t in LOSS_TYPES if t != 'bt']}")
         if (loss_type == "simpo") != (reference == "none"):
-            raise ValueError("loss_type='simpo' is reference-free: use it with reference='none' (and only it)")
+            raise UserError("loss_type='simpo' is reference-free: use it with reference='none' (and only it)")
         if reference == "adapter" and not kwargs.get("lora"):
-            raise ValueError("reference='adapter' needs `lora` settings (the reference is the adapter switched off)")
+            raise UserError("reference='adapter' needs `lora` settings (the reference is the adapter switched off)")
         self.average = average_log_prob if average_log_prob is not None else loss_type in ("ipo", "simpo")
         self.reference = None
         self.train_metrics, self.val_metrics = PreferenceMetrics(), PreferenceMetrics("val/")
@@ -87,8 +88,8 @@ class DPOModule(AlignModule):
     def precompute_reference(self, datamodule, may_score: bool = True) -> int:
         """Fill the reference cache for the data module's train and val pairs; returns how many were scored."""
         if datamodule is None:
-            raise ValueError("reference='precomputed' scores the whole data before training: fit with a data "
-                             "module (e.g. PreferenceDataModule), not bare dataloaders")
+            raise UserError("reference='precomputed' scores the whole data before training: fit with a data "
+                            "module (e.g. PreferenceDataModule), not bare dataloaders")
         loaders = [datamodule.train_dataloader(), datamodule.val_dataloader()]
         sources = [(loader.dataset, loader.collate_fn, loader.batch_size or 1) for loader in loaders
                    if isinstance(loader, torch.utils.data.DataLoader)]

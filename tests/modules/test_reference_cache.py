@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lit_align.data.datamodule import PreferenceDataModule
+from lit_align.errors import UserError
 from lit_align.models.reference import CacheMiss, FrozenCopyReference, pair_keys
 from lit_align.modules import DPOModule
 from tests.test_ddp import run_fit
@@ -118,7 +119,7 @@ def test_resume_reuses_the_file_and_never_scores_with_the_trained_policy(suite, 
     data_ = torch.load(path, weights_only=True)
     torch.save({**data_, "keys": data_["keys"][3:], "scores": data_["scores"][3:]}, path)
     again = DPOModule(str(suite.model), beta=0.5, reference="precomputed")
-    with pytest.raises(RuntimeError, match="3 pairs .*restored from a checkpoint"):
+    with pytest.raises(UserError, match="3 pairs .*restored from a checkpoint"):
         trainer(tmp_path, 6, enable_checkpointing=False).fit(again, dm, ckpt_path=last)
 
     # The same partial file in a fresh run (the policy is still the initial one): only the missing pairs are scored.
