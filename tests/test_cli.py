@@ -64,3 +64,22 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
         cli_main(["fit", "--config", str(bad)])
     assert exit_info.value.code != 0
     assert "betta" in capsys.readouterr().err
+
+
+def test_checkpoint_section_configures_the_run_checkpoint(suite, tmp_path):
+    """`checkpoint:` is the run's checkpoint (<default_root_dir>/checkpoints); turning checkpointing off drops it, and
+    a ModelCheckpoint of one's own in trainer.callbacks replaces it."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lit_align.callbacks import RunCheckpoint
+
+    args = ["--config", "configs/dpo.yaml", *overrides("configs/dpo.yaml", suite, tmp_path)]  # run=False: no "fit"
+    trainer = cli_main([*args, "--checkpoint.every_n_train_steps", "5", "--checkpoint.train_time_interval", "null"],
+                       run=False).trainer
+    (callback,) = trainer.checkpoint_callbacks
+    assert isinstance(callback, RunCheckpoint) and callback._every_n_train_steps == 5
+    assert callback.last_path(trainer) == str((tmp_path / "checkpoints" / "last.ckpt").resolve())
+    assert cli_main([*args, "--trainer.enable_checkpointing", "false"], run=False).trainer.checkpoint_callbacks == []
+    own = cli_main([*args, "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.save_top_k=-1"],
+                   run=False).trainer.checkpoint_callbacks
+    assert [type(c) for c in own] == [ModelCheckpoint] and own[0].save_top_k == -1

@@ -7,6 +7,7 @@
   report.py     DataReport: the counted drops and truncations of a split
   collate.py    SFT / preference (2B rows) / prompt (left-padded) collators
   packing.py    SFT packing with restarting position_ids and block-diagonal attention
+  resumable.py  ResumableSampler, ResumableDataLoader (seeded epoch order + mid-epoch position)
   datamodule.py SFTDataModule, PreferenceDataModule, PromptDataModule
 
 Names are imported lazily, so `import lit_align.data.jsonl` does not pull in Lightning.
@@ -21,6 +22,7 @@ _EXPORTS = {
     "jsonl": ("read_rows",),
     "packing": ("PackedCollator", "block_causal_mask", "pack_examples"),
     "report": ("DataReport",),
+    "resumable": ("ResumableDataLoader", "ResumableSampler"),
     "tokenize": ("IGNORE_INDEX", "RowEncoder", "tokenize_rows"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -16,13 +16,16 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, DistributedSampler, Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from lit_align.data.collate import PreferenceCollator, PromptCollator, SFTCollator
 from lit_align.data.jsonl import read_rows
 from lit_align.data.packing import PackedCollator, pack_examples
 from lit_align.data.report import DataReport
+from lit_align.data.resumable import ResumableDataLoader, ResumableSampler
 from lit_align.data.tokenize import RowEncoder
+from lit_align.errors import UserError
+from lit_align.models.loading import load_tokenizer
 
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
@@ -38,19 +41,6 @@ class ListDataset(Dataset):
 
     def __getitem__(self, i: int) -> Any:
         return self.items[i]
-
-
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
-    """AutoTokenizer from a local path or hub id; a missing pad token falls back to the eos token."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token is None:
-            raise ValueError(f"tokenizer {name_or_path!r} has neither a pad nor an eos token")
-        tokenizer.pad_token = tokenizer.eos_token  # padding is masked (-100 / attention 0), so this is safe
-        rank_zero_info(f"tokenizer {name_or_path!r} has no pad token; padding with eos {tokenizer.eos_token!r}")
-    return tokenizer
 
 
 class AlignDataModule(pl.LightningDataModule):
@@ -73,7 +63,7 @@ class AlignDataModule(pl.LightningDataModule):
         use_chat_template: format with the tokenizer's chat template (None: when it has one).
         trust_remote_code: passed to AutoTokenizer.from_pretrained; keep False unless you trust the repo.
         num_workers: DataLoader worker processes.
-        seed: seed of the training shuffle.
+        seed: seed of the training shuffle (epoch e's order is a permutation seeded with seed + e).
         shuffle: shuffle the training set each epoch.
     """
 
@@ -87,13 +77,15 @@ class AlignDataModule(pl.LightningDataModule):
                  seed: int = 0, shuffle: bool = True):
         super().__init__()
         self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
-        self.tokenizer = load_tokenizer(tokenizer, trust_remote_code) if isinstance(tokenizer, str) else tokenizer
+        self.tokenizer = (load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
+                          if isinstance(tokenizer, str) else tokenizer)
         self.batch_size, self.num_workers, self.seed, self.shuffle = batch_size, num_workers, seed, shuffle
         self.max_length = max_length
         self.encoder = RowEncoder(self.tokenizer, max_length=max_length, max_prompt_length=max_prompt_length,
                                   truncation=truncation, strict=strict, use_chat_template=use_chat_template)
         self.datasets: dict[str, ListDataset] = {}
         self.reports: dict[str, DataReport] = {}
+        self._train_position: dict[str, Any] | None = None  # a checkpoint's, for the next training loader built
 
     # ---- tokenizer-derived values (for LightningCLI link_arguments) ---------------------------------
 
@@ -129,14 +121,35 @@ class AlignDataModule(pl.LightningDataModule):
             rows = read_rows(self.files[split], self.format, name=split)
             examples, report = getattr(self.encoder, self.format)(rows, split)
             if not examples:
-                raise ValueError(f"{self.files[split]}: no usable rows ({report})")
+                raise UserError(f"{self.files[split]}: no usable rows ({report})")
             self.datasets[split], self.reports[split] = ListDataset(self.build(examples)), report
             source = self.files[split]
             name = Path(source).name if isinstance(source, (str, Path)) else type(source).__name__
             rank_zero_info(f"[lit_align.data] {name}: {report}")
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=self.shuffle)
+    def train_dataloader(self) -> ResumableDataLoader:
+        loader = self._loader("train", shuffle=self.shuffle)
+        if self._train_position is not None:
+            loader.load_state_dict(self._train_position)
+            self._train_position = None
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position (epoch, batches) of the trainer's training loader, so that a resumed fit continues mid-epoch.
+
+        Lightning restores a stateful loader itself, but only if the loader is built after the checkpoint is
+        loaded; a module whose configure_optimizers reads trainer.estimated_stepping_batches (AlignModule) has it
+        built before (Lightning 2.6), so the position also travels with the data module: applied to the trainer's
+        loader if it is built already, else to the next training loader built (applying it twice is harmless)."""
+        loader = self.trainer.train_dataloader if self.trainer is not None else None
+        return {"train_loader": loader.state_dict()} if isinstance(loader, ResumableDataLoader) else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        loader = self.trainer.train_dataloader if self.trainer is not None else None
+        if isinstance(loader, ResumableDataLoader) and "train_loader" in state:
+            loader.load_state_dict(state["train_loader"])
+        else:
+            self._train_position = state.get("train_loader")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
@@ -153,16 +166,15 @@ class AlignDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             self.setup(None)
         dataset = self.datasets[split]
-        sampler = None
-        if torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:
-            # Our own DistributedSampler, so that `shuffle` and `seed` hold under DDP too (Lightning would
-            # otherwise install a shuffled one for training whatever this data module says).
-            sampler = DistributedSampler(dataset, shuffle=shuffle, seed=self.seed, drop_last=False)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle and sampler is None else None
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                          generator=generator, collate_fn=self.collator(), num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        # Our own sampler (a DistributedSampler: one shard per process under DDP), so that `shuffle` and `seed` hold
+        # under DDP too (Lightning would otherwise install a shuffled one for training whatever this data module
+        # says); the training loader also resumes mid-epoch (data/resumable.py). The generator only seeds the
+        # workers, so that loading never draws from the global RNG (a resumed run's draws match an uninterrupted one).
+        sampler = ResumableSampler(dataset, shuffle=shuffle, seed=self.seed)
+        loader = ResumableDataLoader if split == "train" else DataLoader
+        return loader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collator(),
+                      generator=torch.Generator().manual_seed(self.seed), num_workers=self.num_workers,
+                      persistent_workers=self.num_workers > 0)
 
 
 class SFTDataModule(AlignDataModule):
@@ -180,7 +192,7 @@ class SFTDataModule(AlignDataModule):
                  packing_mask: Literal["position_ids", "4d"] = "position_ids", **kwargs: Any):
         super().__init__(*args, **kwargs)
         if packing and self.max_length is None:
-            raise ValueError("packing needs max_length (the length of a packed row)")
+            raise UserError("packing needs max_length (the length of a packed row)")
         self.packing, self.packing_mask = packing, packing_mask
 
     def build(self, examples: list[dict]) -> list[Any]:

@@ -137,3 +137,92 @@ def test_fits_with_a_lightning_trainer(write_jsonl, chat_tokenizer_dir):
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(Tiny(dm.vocab_size), datamodule=dm)
     assert trainer.global_step == 2
+
+
+def epoch_batches(loader, epoch: int) -> list[list[int]]:
+    loader.sampler.set_epoch(epoch)  # as Lightning does at each epoch start
+    return [batch.tolist() for batch in loader]
+
+
+def resumable(rows: int = 10, batch_size: int = 3, **kwargs):
+    from lit_align.data.resumable import ResumableDataLoader, ResumableSampler
+
+    data = list(range(100, 100 + rows))
+    return ResumableDataLoader(data, sampler=ResumableSampler(data, seed=7, **kwargs), batch_size=batch_size)
+
+
+def test_training_loader_resumes_mid_epoch_in_the_same_order():
+    """A loader restored from another's state_dict hands out exactly the batches the first had not handed out yet."""
+    first = resumable()
+    whole = epoch_batches(resumable(), 1)
+    assert len(whole) == 4 and whole != epoch_batches(resumable(), 0)  # a new permutation each epoch
+    first.sampler.set_epoch(1)
+    seen = []
+    for batch in first:
+        seen.append(batch.tolist())
+        if len(seen) == 2:
+            break
+    state = first.state_dict()
+    assert (state["epoch"], state["batches"], state["total"]) == (1, 2, 4)
+    second = resumable()
+    second.load_state_dict(state)
+    rest = [b.tolist() for b in second]  # Lightning sets the epoch only after iter(): the state set it already
+    assert seen + rest == whole
+    assert second.state_dict()["batches"] == 4 and epoch_batches(second, 2) == epoch_batches(resumable(), 2)
+
+    moved_on = resumable()
+    moved_on.load_state_dict(state)
+    assert epoch_batches(moved_on, 2) == epoch_batches(resumable(), 2)  # the skip belongs to epoch 1 alone
+
+    finished = resumable()
+    finished.load_state_dict({**state, "batches": 4})  # saved at the end of epoch 1: epoch 2 from its start
+    assert [b.tolist() for b in finished] == epoch_batches(resumable(), 2)
+
+    with pytest.raises(ValueError, match=r"batch_size 3 -> 4"):
+        resumable(batch_size=4).load_state_dict(state)
+
+
+def test_training_loader_shards_like_distributed_sampler():
+    """Two processes: disjoint shards covering the data, in DistributedSampler's order (same shuffle and seed)."""
+    from torch.utils.data import DistributedSampler
+
+    shards = [sum(epoch_batches(resumable(rows=11, num_replicas=2, rank=r), 3), []) for r in (0, 1)]
+    for rank, shard in enumerate(shards):
+        reference = DistributedSampler(list(range(11)), num_replicas=2, rank=rank, shuffle=True, seed=7)
+        reference.set_epoch(3)
+        assert shard == [100 + i for i in reference]
+    assert len(shards[0]) == len(shards[1]) == 6 and set(shards[0] + shards[1]) == set(range(100, 111))
+
+
+def test_datamodule_carries_the_training_position(write_jsonl, chat_tokenizer_dir):
+    """The trainer's training position is saved with the data module and restored into the trainer's loader, whether
+    that loader is built after the checkpoint is loaded or before (Lightning's order depends on the strategy)."""
+    from types import SimpleNamespace
+
+    rows = [{"prompt": f"p{i}", "completion": f"answer {i}"} for i in range(9)]
+    path = str(write_jsonl("many.jsonl", rows))
+
+    def module():
+        dm = SFTDataModule(train_file=path, tokenizer=str(chat_tokenizer_dir), batch_size=2, seed=5)
+        dm.setup("fit")
+        return dm
+
+    first = module()
+    assert first.state_dict() == {}  # not fitting: nothing to save
+    loader = first.train_dataloader()
+    first.trainer = SimpleNamespace(train_dataloader=loader)  # the loader a Trainer iterates
+    ids = [batch["ids"] for batch in loader]
+    partial = iter(loader)
+    next(partial), next(partial)
+    state = first.state_dict()
+
+    loaded_first = module()
+    loaded_first.load_state_dict(state)
+    assert [batch["ids"] for batch in loaded_first.train_dataloader()] == ids[2:]
+    assert [batch["ids"] for batch in loaded_first.train_dataloader()] == ids  # applied once
+
+    built_first = module()
+    built = built_first.train_dataloader()
+    built_first.trainer = SimpleNamespace(train_dataloader=built)
+    built_first.load_state_dict(state)
+    assert [batch["ids"] for batch in built] == ids[2:]
