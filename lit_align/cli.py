@@ -7,6 +7,7 @@
     lit-align export --checkpoint runs/dpo --out artifacts/dpo      # newest last.ckpt -> save_pretrained
     lit-align evaluate --model artifacts/dpo --prompts artifacts/suite/data/test.jsonl
     lit-align demo                                           # the whole pipeline on the bundled suite
+    lit-align configs ls                                     # the packaged configs; `fit --config dpo` reads one
 
 Tokenizer-derived values (vocab_size, pad_token_id) are linked from the data module into the model.
 Defaults: CSV + TensorBoard loggers under trainer.default_root_dir (runs/<recipe>), LearningRateMonitor,
@@ -27,15 +28,32 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_align.callbacks.checkpoint import RunCheckpoint, checkpoint_progress, finished
+from lit_align.config_files import resolve_config_args
 from lit_align.data.datamodule import AlignDataModule
 from lit_align.modules.base import AlignModule
 
+# The commands besides LightningCLI's fit/validate/test/predict: name -> (module with main(argv), what it does).
 TOOLS = {
-    "suite": "lit_align.tasks.__main__",
-    "export": "lit_align.export",
-    "evaluate": "lit_align.rollout.evaluate",
-    "demo": "lit_align.demo",
+    "suite": ("lit_align.tasks.__main__", "build the bundled offline task suite, its tokenizer and a tiny Llama"),
+    "export": ("lit_align.export", "a training checkpoint -> a save_pretrained folder (policy, reward model, D)"),
+    "evaluate": ("lit_align.rollout.evaluate", "greedy task success, checker score, KL, reward of a policy"),
+    "demo": ("lit_align.demo", "the whole pipeline on the bundled suite, with a before/after table and plots"),
+    "configs": ("lit_align.config_files", "list (ls) or copy (cp) the recipe configs that ship with lit_align"),
 }
+LIGHTNING = {
+    "fit": "train a recipe: lit-align fit --config dpo (a packaged config name, or a YAML path)",
+    "validate": "run the validation loop of a recipe",
+    "test": "run the test loop of a recipe",
+    "predict": "run the predict loop of a recipe",
+}
+
+
+def print_overview() -> None:
+    """`lit-align`, `lit-align -h`: every command, not only LightningCLI's four."""
+    print("usage: lit-align COMMAND [options]   (lit-align COMMAND --help for a command's options)\n")
+    for name, what in {**LIGHTNING, **{k: v[1] for k, v in TOOLS.items()}}.items():
+        print(f"  {name:10s} {what}")
+    print("\nAny command: --debug (or LIT_ALIGN_DEBUG=1) shows the traceback of a user error.")
 
 
 class AlignCLI(LightningCLI):
@@ -128,11 +146,14 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[DEBUG_ENV] = "1"  # DDP ranks re-run the command line, which LightningCLI gets without the flag
 
     def dispatch(args: list[str]) -> None:
-        if args and args[0] in TOOLS:
-            import importlib
-            rest = ["build", *args[1:]] if args[0] == "suite" else args[1:]  # `lit-align suite --out DIR`
-            importlib.import_module(TOOLS[args[0]]).main(rest)
+        if not args or args[0] in ("-h", "--help"):
+            print_overview()
             return
+        if args[0] in TOOLS:
+            import importlib
+            importlib.import_module(TOOLS[args[0]][0]).main(args[1:])
+            return
+        args = resolve_config_args(args)  # --config NAME: a packaged config when no such file exists
         if command_line:  # LightningCLI reads sys.argv itself (given args too, it warns about both)
             sys.argv[1:] = args
         cli_main(None if command_line else args)

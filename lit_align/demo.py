@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     start = time.time()
     suite = args.out / "suite"
-    build_suite(["build", "--out", str(suite)])
+    build_suite(["--out", str(suite)])
     results = {seed: run_seed(suite, args.out / f"seed{seed}", seed, args.recipes) for seed in args.seeds}
     report = table(results, args.recipes)
     (args.out / "results.md").write_text(report + "\n")

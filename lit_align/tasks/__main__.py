@@ -1,4 +1,4 @@
-"""`python -m lit_align.tasks build --out DIR [--seed S] [--force]`: the suite, tokenizer and tiny model.
+"""`lit-align suite --out DIR [--seed S] [--force]`: the suite, tokenizer and tiny model.
 
 Writes DIR/data (the JSONL files and manifest.json, see `build.py`), DIR/tokenizer and DIR/model (the tiny
 Llama with its tokenizer, loadable by path). Idempotent: a part already built with the same settings is
@@ -53,16 +53,14 @@ def build(out: Path, seed: int, force: bool, imperfect_share: float, sizes: dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lit_align.tasks", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build the suite's data, tokenizer and tiny model into --out")
-    b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--force", action="store_true", help="rebuild parts that are already there")
-    b.add_argument("--imperfect-share", type=float, default=0.5, help="share of SFT rows with a near-miss answer")
-    b.add_argument("--vocab-size", type=int, default=1024)
+    parser = argparse.ArgumentParser(prog="lit-align suite", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="rebuild parts that are already there")
+    parser.add_argument("--imperfect-share", type=float, default=0.5, help="share of SFT rows with a near-miss answer")
+    parser.add_argument("--vocab-size", type=int, default=1024)
     for name, default in SIZES.items():
-        b.add_argument(f"--{name}-size", type=int, default=default)
+        parser.add_argument(f"--{name}-size", type=int, default=default)
     args = parser.parse_args(argv)
     sizes = {k: getattr(args, f"{k}_size") for k in SIZES}
     build(args.out, args.seed, args.force, args.imperfect_share, sizes, args.vocab_size)
