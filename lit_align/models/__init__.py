@@ -6,6 +6,6 @@ from lit_align.models.scalar import RewardEnsemble, sequence_scalar
 
 __all__ = [
     "CachedReference", "FrozenCopyReference", "PeftAdapterReference", "RewardEnsemble", "final_hidden_states",
-    "lm_head_parameters", "load_causal_lm", "sequence_logps", "shifted_logps", "load_sequence_classifier", "load_tokenizer", "resolve_dtype",
-    "sequence_scalar",
+    "lm_head_parameters", "load_causal_lm", "load_sequence_classifier", "load_tokenizer", "resolve_dtype",
+    "sequence_logps", "sequence_scalar", "shifted_logps",
 ]

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import torch
 
+from lit_align.data.tokenize import IGNORE_INDEX
+
 # Configs whose logits are not a plain linear map of the hidden states: the fused path would be wrong for them.
 UNSUPPORTED_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier")
 
 
+def text_config(model):
+    """The config of a model's text decoder (multimodal configs nest it: get_text_config), else its config."""
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def lm_head_parameters(model) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(weight (V, H), bias (V,) or None) of the output embedding; refuses models that rescale their logits."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = text_config(model)
     for name in UNSUPPORTED_LOGIT_TRANSFORMS:
         if getattr(config, name, None) not in (None, 1, 1.0):
             raise ValueError(f"{type(model).__name__} applies {name}={getattr(config, name)} to its logits; the fused "
@@ -51,7 +59,7 @@ def sequence_logps(model, batch: dict, *, average_log_prob: bool = False, temper
     from lit_align.ops import sequence_logprobs
 
     token_logp, labels = shifted_logps(model, batch, temperature=temperature, backend=backend)
-    return sequence_logprobs(token_logp, mask=labels != -100, reduction="mean" if average_log_prob else "sum",
+    return sequence_logprobs(token_logp, mask=labels != IGNORE_INDEX, reduction="mean" if average_log_prob else "sum",
                              backend=backend)
 
 

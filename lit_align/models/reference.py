@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lit_align.data.tokenize import IGNORE_INDEX
 from lit_align.errors import UserError
 from lit_align.models.causal_lm import sequence_logps, shifted_logps
 
@@ -223,7 +224,7 @@ class CachedReference(nn.Module):
         values = torch.tensor([self.cache[k] for k in keys], device=batch["input_ids"].device)  # (B, 2)
         out = torch.cat([values[:, 0], values[:, 1]])  # (2B,) chosen, then rejected
         if self.average_log_prob:
-            out = out / (batch["labels"][:, 1:] != -100).sum(-1).clamp(min=1)
+            out = out / (batch["labels"][:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
         return out
 
 

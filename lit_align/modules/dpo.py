@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_align.data.tokenize import IGNORE_INDEX
 from lit_align.errors import UserError
 from lit_align.metrics.preference import PreferenceMetrics
 from lit_align.models.causal_lm import final_hidden_states, lm_head_parameters, sequence_logps
@@ -116,7 +117,7 @@ class DPOModule(AlignModule):
         labels = batch["labels"][:, 1:]  # (2B, T-1)
         weight, bias = lm_head_parameters(self.model)
         token_logp = linear_token_logprobs(hidden, weight, labels, bias=bias, backend=self.hparams.backend)
-        mask = labels != -100
+        mask = labels != IGNORE_INDEX
         sums = sequence_logprobs(token_logp, mask=mask, backend=self.hparams.backend)  # (2B,)
         counts = mask.sum(-1).clamp(min=1)  # (2B,)
         return (sums / counts if self.average else sums), sums, counts

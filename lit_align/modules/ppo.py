@@ -15,7 +15,7 @@ import torch
 
 from lit_align.errors import UserError
 from lit_align.losses import gae, masked_mean, masked_whiten, policy_loss, value_loss
-from lit_align.models.causal_lm import disable_dropout
+from lit_align.models.causal_lm import disable_dropout, text_config
 from lit_align.models.loading import resolve_dtype
 from lit_align.models.value_head import Critic, ValueHead
 from lit_align.modules.online import Experience, OnlineRLModule
@@ -51,9 +51,7 @@ class PPOModule(OnlineRLModule):
             if not self.hparams.keep_dropout:
                 disable_dropout(self.critic)
             return
-        config = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") \
-            else self.model.config
-        self.value_head = ValueHead(config.hidden_size, dtype=self.model.dtype)
+        self.value_head = ValueHead(text_config(self.model).hidden_size, dtype=self.model.dtype)
 
     def values(self, hidden, batch):
         return self.critic(batch) if self.critic is not None else super().values(hidden, batch)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from lit_align.data.tokenize import IGNORE_INDEX
 from lit_align.models.causal_lm import shifted_logps
 from lit_align.modules.base import AlignModule
 
@@ -22,7 +23,7 @@ class SFTModule(AlignModule):
         per-rank means (which would weight tokens of short batches more).
         """
         token_logp, labels = shifted_logps(self.model, batch, backend=self.hparams.backend)  # (B, T-1)
-        tokens = (labels != -100).sum()
+        tokens = (labels != IGNORE_INDEX).sum()
         world = self.trainer.world_size if self._trainer is not None else 1
         total = self.all_gather(tokens).sum() if world > 1 else tokens
         return -token_logp.sum() * world / total.clamp(min=1), tokens
