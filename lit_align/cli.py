@@ -36,7 +36,7 @@ from lit_align.modules.base import AlignModule
 TOOLS = {
     "suite": ("lit_align.tasks.__main__", "build the bundled offline task suite, its tokenizer and a tiny Llama"),
     "export": ("lit_align.export", "a training checkpoint -> a save_pretrained folder (policy, reward model, D)"),
-    "evaluate": ("lit_align.rollout.evaluate", "greedy task success, checker score, KL, reward of a policy"),
+    "evaluate": ("lit_align.evaluate", "greedy task success, checker score, KL, reward of a policy"),
     "demo": ("lit_align.demo", "the whole pipeline on the bundled suite, with a before/after table and plots"),
     "configs": ("lit_align.config_files", "list (ls) or copy (cp) the recipe configs that ship with lit_align"),
 }

@@ -17,7 +17,9 @@ callback refuses those strategies in `setup` with a clear error rather than hang
 Logging: on epoch ends through `pl_module.log` ("eval/success", ...); at fit end, where Lightning forbids
 `self.log`, straight to the trainer's loggers. `history` keeps every evaluation — "epoch" (training epochs
 completed: 1 after the first), "step" (optimizer steps) and the metrics — and `examples` the latest few
-answers, for plots and demos.
+answers, for plots and demos. Both travel in the Lightning checkpoint (`state_dict`, under a key naming the prompts
+file, limit and answer length), with the step last evaluated: a resumed fit continues the curve, and resuming a
+finished fit does not evaluate its last step twice.
 """
 from __future__ import annotations
 
@@ -53,6 +55,21 @@ class TaskEvalCallback(Callback):
         self.history: list[dict[str, float]] = []
         self.examples: list[dict[str, Any]] = []
         self._evaluated_step: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        """One history per measurement: two callbacks on different prompts keep apart in the checkpoint."""
+        return self._generate_state_key(prompts_file=self.prompts_file, limit=self.limit,
+                                        max_new_tokens=self.max_new_tokens)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dict(h) for h in self.history], "examples": [dict(e) for e in self.examples],
+                "evaluated_step": self._evaluated_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(h) for h in state_dict["history"]]
+        self.examples = [dict(e) for e in state_dict["examples"]]
+        self._evaluated_step = state_dict["evaluated_step"]
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         from lit_align.rollout.runtime import is_sharded

@@ -30,7 +30,8 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return DTYPES[dtype]
 
 
-def _check_source(path: str, what: str = "model") -> None:
+def check_source(path: str, what: str = "model") -> None:
+    """Refuse an empty path, and a local-looking path that is not a folder (a hub id passes), naming `what`."""
     if not isinstance(path, str) or not path.strip():
         raise UserError(f"{what} path is {path!r}; expected a folder or a hub id")
     looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1]
@@ -41,7 +42,7 @@ def _check_source(path: str, what: str = "model") -> None:
 
 def _from_pretrained(what: str, path: str, load: Callable[[], Any]) -> Any:
     """load(), with from_pretrained's "cannot find or read that" errors as one-line UserErrors naming `path`."""
-    _check_source(path, what)
+    check_source(path, what)
     try:
         return load()
     except (OSError, ValueError) as error:  # not found offline, no config.json, unknown model type, no tokenizer

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lit_align.models.causal_lm import text_config
+
 
 class ValueHead(nn.Module):
     def __init__(self, hidden_size: int, dtype: torch.dtype | None = None):
@@ -33,13 +35,11 @@ class Critic(nn.Module):
         super().__init__()
         from transformers import AutoModel
 
-        from lit_align.models.loading import _check_source
+        from lit_align.models.loading import check_source
 
-        _check_source(path)
+        check_source(path)
         self.backbone = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
-        config = self.backbone.config.get_text_config() if hasattr(self.backbone.config, "get_text_config") \
-            else self.backbone.config
-        self.head = ValueHead(config.hidden_size, dtype=dtype)
+        self.head = ValueHead(text_config(self.backbone).hidden_size, dtype=dtype)
 
     def forward(self, batch: dict) -> torch.Tensor:
         """(B, T-1) float32 values for a lit_align batch (input_ids, attention_mask, ...)."""

@@ -1,6 +1,6 @@
 """RLGAF: online RL whose reward is a discriminator trained on expert responses vs the policy's own samples.
 
-Yu et al., arXiv 2305.06176 (the game: lit_align.rollout.adversary). Each rollout: sample from the policy,
+Yu et al., arXiv 2305.06176 (the game: rlgaf_game.py, beside this file). Each rollout: sample from the policy,
 reward = logit D(x, y) (no reward model, no checker: only the expert responses of `expert_file`, which only
 D ever sees), a PPO (RLGAFModule) or RLOO (RLGAFRLOOModule) policy update, then k_D discriminator steps on
 the expert data vs the fresh samples and the replay buffer, unless D is ahead (accuracy > disc_pause_accuracy).
@@ -56,7 +56,7 @@ class _Adversarial:
         from lit_align.data.jsonl import read_rows
         from lit_align.data.tokenize import RowEncoder
         from lit_align.models.loading import load_sequence_classifier, load_tokenizer
-        from lit_align.rollout.adversary import DiscriminatorGame, broadcast_parameters
+        from lit_align.modules.rlgaf_game import DiscriminatorGame, broadcast_parameters
 
         h = self.hparams
         path = h.discriminator or h.model

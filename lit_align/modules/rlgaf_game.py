@@ -1,5 +1,9 @@
 """RLGAF's discriminator game: D learns to tell expert responses from the policy's samples; its logit is the reward.
 
+The game is not a LightningModule: lit_align/modules/rlgaf.py (RLGAFModule, RLGAFRLOOModule) builds one, takes
+its reward through the RewardSource interface (lit_align.rollout.reward_sources) and updates it after each policy
+step.
+
 Yu et al., "Fine-Tuning Language Models with Generative Adversarial Reward Modelling" (RLGAF), arXiv 2305.06176;
 the game is GAIL's (Ho & Ermon, arXiv 1606.03476, Eq. 17): D maximises log D(expert) + log(1 - D(policy)), the
 policy maximises the reward logit D(x, y) (or log D). The policy never trains on the expert responses: they

@@ -12,12 +12,11 @@ repeat a word), distinct_responses (different responses / n), length (mean gener
 included), finished (share that ended with a stop token rather than max_new_tokens), and when asked
 reward, kl, kl_k3, kl_per_token, kl_k3_per_token. "examples" holds a few rows for display.
 
-`main` is the `lit-align evaluate` command: a rich table on stdout, the full result as JSON (atomically).
+Library code: the `lit-align evaluate` command (lit_align/evaluate.py), TaskEvalCallback (lit_align.callbacks)
+and the demo call it.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,99 +96,3 @@ def evaluate_policy(model, tokenizer: Any, rows: list[dict], *, reward_model=Non
         examples.append({"prompt": row["prompt"], "response": response, "score": check.score,
                          "feedback": check.feedback})
     return {**metrics, "examples": examples}
-
-
-# ---- the `lit-align evaluate` command ---------------------------------------------------------------------------
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lit-align evaluate", description="Evaluate a policy on task prompts "
-                                     "(JSONL rows with 'prompt' and a 'task' checker, e.g. from `lit-align suite`).")
-    parser.add_argument("--model", required=True, help="policy folder (or hub id) with its tokenizer")
-    parser.add_argument("--prompts", required=True, help="JSONL file of rows with 'prompt' and 'task'")
-    parser.add_argument("--reward-model", help="reward model folder (a sequence classifier) to score answers")
-    parser.add_argument("--reference", help="reference causal LM folder (e.g. the SFT model) for the KL")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--limit", type=int, help="evaluate the first N rows only")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--kl-samples", type=int, default=1, help="sampled responses per prompt for the KL")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--json", dest="json_out", help="write the metrics and examples to this JSON file")
-    return parser
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Load the models named in `args`, evaluate, and return the result (metrics, examples, sources)."""
-    import torch
-
-    from lit_align.models.loading import load_causal_lm, load_sequence_classifier, load_tokenizer
-
-    rows = read_task_rows(args.prompts, args.limit)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = load_tokenizer(args.model)
-    model = load_causal_lm(args.model, dtype=args.dtype).to(device)
-    reward_model = reward_tokenizer = reference = None
-    if args.reward_model:
-        reward_tokenizer = _tokenizer_or(args.reward_model, tokenizer)
-        reward_model = load_sequence_classifier(args.reward_model, dtype=args.dtype,
-                                                pad_token_id=reward_tokenizer.pad_token_id).to(device)
-    if args.reference:
-        reference = load_causal_lm(args.reference, dtype=args.dtype).to(device)
-    result = evaluate_policy(model, tokenizer, rows, reward_model=reward_model, reward_tokenizer=reward_tokenizer,
-                             reference=reference, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                             kl_samples=args.kl_samples, seed=args.seed, progress=True)
-    sources = {"model": args.model, "prompts": str(args.prompts), "reward_model": args.reward_model,
-               "reference": args.reference, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
-    return {**result, "sources": sources}
-
-
-def _tokenizer_or(path: str, fallback: Any) -> Any:
-    """The tokenizer saved with the reward model, else the policy's (same tokenizer family)."""
-    from lit_align.models.loading import load_tokenizer
-
-    try:
-        return load_tokenizer(path)
-    except (OSError, ValueError):
-        return fallback
-
-
-def print_result(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    metrics = Table(title="policy evaluation")
-    metrics.add_column("metric")
-    metrics.add_column("value", justify="right")
-    for name, value in result.items():
-        if isinstance(value, float):
-            metrics.add_row(name, f"{value:.4g}")
-    examples = Table(title="examples", show_lines=True)
-    for column in ("prompt", "response", "score", "feedback"):
-        examples.add_column(column, overflow="fold")
-    for ex in result["examples"]:
-        examples.add_row(str(ex["prompt"]), ex["response"] or "(empty)", f"{ex['score']:.2f}", ex["feedback"] or "")
-    console = Console()
-    console.print(metrics)
-    console.print(examples)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`lit-align evaluate ...`: 0 on success; bad input exits with status 2 and a one-line error."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        result = run(args)
-    except (FileNotFoundError, UserError) as error:  # bugs keep their traceback
-        parser.exit(2, f"lit-align evaluate: error: {error}\n")
-    print_result(result)
-    if args.json_out:
-        from lit_align.tasks.build import write_json
-
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.json_out, result)  # a temporary file renamed into place
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ import os
 
 import lightning.pytorch as pl
 
-from lit_align.rollout.callback import TaskEvalCallback
+from lit_align.callbacks import TaskEvalCallback
 
 
 class RecordEvalHistory(pl.Callback):

@@ -30,8 +30,8 @@ def eval_callback(class_path: str, suite) -> list[str]:
 @pytest.mark.slow
 def test_ddp_ranks_agree(suite, tmp_path):
     out = tmp_path / "out"
-    cmd = ddp_command(suite, tmp_path, [*eval_callback("lit_align.rollout.TaskEvalCallback", suite),
-                                        "--trainer.callbacks+=tests.rollout.ddp_record.RecordEvalHistory",
+    cmd = ddp_command(suite, tmp_path, [*eval_callback("lit_align.callbacks.TaskEvalCallback", suite),
+                                        "--trainer.callbacks+=tests.callbacks.ddp_record.RecordEvalHistory",
                                         f"--trainer.callbacks.out_dir={out}"])
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -46,7 +46,7 @@ def test_ddp_ranks_agree(suite, tmp_path):
 def test_ddp_rank_zero_failure_ends_every_rank(suite, tmp_path):
     """Rank 0's evaluation raises: the run ends with an error (rank 0's message) instead of rank 1 hanging at the
     broadcast until the timeout."""
-    cmd = ddp_command(suite, tmp_path, eval_callback("tests.rollout.ddp_record.FailOnRankZero", suite))
+    cmd = ddp_command(suite, tmp_path, eval_callback("tests.callbacks.ddp_record.FailOnRankZero", suite))
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
     assert done.returncode != 0
     assert "evaluation broke on rank 0" in done.stderr

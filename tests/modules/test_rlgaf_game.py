@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from lit_align.rollout.adversary import DiscriminatorGame, ReplayBuffer
+from lit_align.modules.rlgaf_game import DiscriminatorGame, ReplayBuffer
 
 
 def items(*names):

@@ -1,4 +1,5 @@
-"""evaluate_policy's metrics and examples, its input errors, and the `lit-align evaluate` command."""
+"""evaluate_policy's metrics and examples, its input errors, the reward model's input format (the command:
+tests/test_evaluate.py)."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import math
 
 import pytest
 
-from lit_align.rollout.evaluate import evaluate_policy, main, read_task_rows
+from lit_align.rollout.evaluate import evaluate_policy, read_task_rows
 from lit_align.rollout.reward import pair_ids, reward_scores
 
 KEYS = ("n", "success", "score", "distinct_words", "repeated_words", "distinct_responses", "length", "finished",
@@ -58,22 +59,3 @@ def test_bad_rows(model, tokenizer, tmp_path):
     path.write_text(json.dumps({"prompt": "hi", "task": {"kind": "nonsense"}}) + "\n")
     with pytest.raises(ValueError, match=r"line 1: field 'task': unknown checker kind"):
         read_task_rows(path)
-
-
-def test_cli(model_dir, task_rows, tmp_path, capsys):
-    from lit_align.tasks.build import write_jsonl
-
-    prompts = tmp_path / "val.jsonl"
-    write_jsonl(prompts, task_rows)
-    out = tmp_path / "out" / "eval.json"
-    code = main(["--model", str(model_dir), "--prompts", str(prompts), "--reference", str(model_dir),
-                 "--max-new-tokens", "4", "--limit", "3", "--json", str(out)])
-    assert code == 0
-    result = json.loads(out.read_text())
-    assert result["n"] == 3 and abs(result["kl"]) < 1e-5 and len(result["examples"]) == 3
-    assert "success" in capsys.readouterr().out
-    assert not list(out.parent.glob(".*tmp"))  # written atomically, no temporary left
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(model_dir), "--prompts", str(tmp_path / "missing.jsonl")])
-    assert exit_info.value.code == 2
-    assert "data file not found" in capsys.readouterr().err
