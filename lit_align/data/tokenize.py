@@ -158,6 +158,12 @@ class RowEncoder:
     def _tokens(self, text: str, special: bool = False) -> list[int]:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
+    def encode_pair(self, prompt: str | list[Message], completion: str | list[Message], where: str = "response"
+                    ) -> list[int]:
+        """Token ids of prompt + completion (+ EOS) exactly as a training pair is tokenised, without length limits
+        or drops (an empty completion is encoded too): what reward models and discriminators score."""
+        return self._encode(self._pair_spans({"_where": where}, prompt, completion)).input_ids
+
     def _encode(self, spans: list[Span]) -> Encoded:
         """Tokenise each span, label the trained ones, make sure the last trained span ends with EOS."""
         ids: list[int] = []

@@ -16,12 +16,9 @@ from lit_align.rollout.runtime import batches_by_length, evaluating, model_devic
 
 
 def pair_ids(encoder: Any, prompt: Any, response: str, where: str = "response") -> list[int]:
-    """Token ids of prompt + response (+ EOS) exactly as RowEncoder tokenises a training pair.
-
-    Uses RowEncoder's span encoding directly (not `sft`), because an empty response must still be scored
-    rather than dropped.
-    """
-    return encoder._encode(encoder._pair_spans({"_where": where}, prompt, response)).input_ids
+    """Token ids of prompt + response (+ EOS) exactly as RowEncoder tokenises a training pair (an empty response is
+    scored, not dropped)."""
+    return encoder.encode_pair(prompt, response, where)
 
 
 def padded_pairs(seqs: list[list[int]], tokenizer: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
