@@ -20,12 +20,15 @@ Ops and providers (a provider that cannot run here is reported as "n/a: <reason>
                           PyTorch's chunked path, negated (when this torch has it)
       liger               Liger's fused linear cross entropy, reduction="none", negated (CUDA only)
       lit_align:<backend> linear_token_logprobs(..., backend=...)
+      lit_align:<backend>:invariant   the same with batch_invariant=True (fixed-order products / fixed tiles):
+                          the cost of batch invariance (token_logprobs is batch invariant in every mode)
   fused_dpo               hidden (2B, T, H) -> per-pair DPO loss (sigmoid, beta 0.1), reduced with .mean()
       eager, compile      LM head, log_softmax, gather, masked sums, -logsigmoid(beta * margin)
       liger               liger_kernel.chunked_loss.LigerFusedLinearDPOLoss (plain PyTorch, runs on CPU;
                           torch.compile'd chunks on CUDA as Liger ships it, eager chunks on CPU where
                           inductor takes about a minute per shape)
       lit_align:<backend> fused_linear_preference_loss(..., backend=...), strategy "recompute"
+      lit_align:<backend>:invariant   the same with batch_invariant=True
       lit_align:chunked   fused_linear_preference_loss(..., strategy="chunked"): Liger-style gradient in forward
   Every provider gets the same inputs: random (seeded) logits/hidden states scaled so the logits have std 2,
   labels with a share of ignore_index (1/8 of the tokens; for DPO a ~1/3 prompt and some end padding per
@@ -226,7 +229,7 @@ def _torch_lce(op, x, s):
                                            ignore_index=IGNORE, options=options)
 
 
-def _lit_align(backend: str, op, x, s):
+def _lit_align(backend: str, op, x, s, batch_invariant: bool = False):
     from lit_align import ops
     from lit_align.ops._dispatch import resolve_backend
 
@@ -240,8 +243,9 @@ def _lit_align(backend: str, op, x, s):
     if op == "token_logprobs":
         return lambda: ops.token_logprobs(x["logits"], x["labels"], backend=backend)
     if op == "linear_token_logprobs":
-        return lambda: ops.linear_token_logprobs(x["hidden"], x["weight"], x["labels"], backend=backend)
-    return _lit_align_dpo(x, backend=backend)
+        return lambda: ops.linear_token_logprobs(x["hidden"], x["weight"], x["labels"], backend=backend,
+                                                 batch_invariant=batch_invariant)
+    return _lit_align_dpo(x, backend=backend, batch_invariant=batch_invariant)
 
 
 def _lit_align_dpo(x, **strategy) -> Callable[[], torch.Tensor]:
@@ -257,10 +261,13 @@ def _lit_align_chunked(op, x, s):
 
 _COMMON = {"eager": _eager, "compile": _compile}
 _LIT = {f"lit_align:{b}": functools.partial(_lit_align, b) for b in LIT_BACKENDS}
+# batch_invariant=True (the torch backend refuses it): what a batch-invariant row costs
+_INVARIANT = {f"lit_align:{b}:invariant": functools.partial(_lit_align, b, batch_invariant=True)
+              for b in LIT_BACKENDS if b != "torch"}
 PROVIDERS: dict[str, dict[str, Callable]] = {
     "token_logprobs": {**_COMMON, "liger": _liger, **_LIT},
-    "linear_token_logprobs": {**_COMMON, "torch_lce": _torch_lce, "liger": _liger, **_LIT},
-    "fused_dpo": {**_COMMON, "liger": _liger, **_LIT, "lit_align:chunked": _lit_align_chunked},
+    "linear_token_logprobs": {**_COMMON, "torch_lce": _torch_lce, "liger": _liger, **_LIT, **_INVARIANT},
+    "fused_dpo": {**_COMMON, "liger": _liger, **_LIT, **_INVARIANT, "lit_align:chunked": _lit_align_chunked},
 }
 
 
@@ -469,11 +476,11 @@ def print_table(rows: list[dict], meta: dict, file=None) -> None:
           f"lit_align._C {'built' if meta['extension_loaded'] else 'not built'}, {meta['threads']} threads", file=file)
     for op, size in meta["sizes"].items():
         print(f"  {op}: {size}", file=file)
-    header = f"{'op':<22} {'provider':<18} {'mode':<9} {'time ms':>11} {'x eager':>8} {'peak MiB':>11} {'x eager':>8}"
+    header = f"{'op':<22} {'provider':<26} {'mode':<9} {'time ms':>11} {'x eager':>8} {'peak MiB':>11} {'x eager':>8}"
     print(header, file=file)
     print("-" * len(header), file=file)
     for r in rows:
-        print(f"{r['op']:<22} {r['provider']:<18} {r['mode']:<9} {notes.cell(r['time_ms'], r['time_na'], '.2f'):>11} "
+        print(f"{r['op']:<22} {r['provider']:<26} {r['mode']:<9} {notes.cell(r['time_ms'], r['time_na'], '.2f'):>11} "
               f"{notes.ratio(r['time_ratio']):>8} {notes.cell(r['peak_mib'], r['memory_na'], '.1f'):>11} "
               f"{notes.ratio(r['memory_ratio']):>8}", file=file)
     notes.print(file)

@@ -23,20 +23,22 @@ using StatT = std::conditional_t<std::is_same_v<T, double>, double, float>;
 #define LIT_ALIGN_FOR_EACH_DTYPE(X) X(double) X(float) X(__nv_bfloat16) X(__half)
 
 // ---- token_logprobs.cu -----------------------------------------------------------------------------------
-// logits [rows, vocab], labels [rows] -> logp [rows], lse [rows] (logsumexp(logits / temperature)); rows whose
-// label == ignore_index get exactly 0 in both. A label outside [0, vocab) gives NaN in both and lowers
-// *first_bad_row (initialised by the caller to `rows`) to that row index, for the caller to report.
+// logits [rows, vocab], labels [rows] -> logp, row_max (raw max of the row), log_sum (log sum_j
+// exp((x_j - row_max) / temperature)) [rows] each; rows whose label == ignore_index get exactly 0 in all three.
+// A label outside [0, vocab) gives NaN and lowers *first_bad_row (initialised by the caller to `rows`) to that
+// row index, for the caller to report.
 template <typename T>
 void token_logprobs_forward(const T* logits, const int64_t* labels, int64_t rows, int64_t vocab,
-                            int64_t ignore_index, double temperature, StatT<T>* logp, StatT<T>* lse,
-                            int64_t* first_bad_row, cudaStream_t stream);
+                            int64_t ignore_index, double temperature, StatT<T>* logp, StatT<T>* row_max,
+                            StatT<T>* log_sum, int64_t* first_bad_row, cudaStream_t stream);
 
-// -> grad_logits [rows, vocab] = (grad_logp * onehot + (grad_lse - grad_logp) * softmax) / temperature,
-// softmax rebuilt from the saved lse; zero rows where label == ignore_index.
+// -> grad_logits [rows, vocab] = (grad_logp * onehot + (grad_log_sum - grad_logp) * softmax) / temperature,
+// softmax rebuilt from the saved (row_max, log_sum); zero rows where label == ignore_index.
 template <typename T>
-void token_logprobs_backward(const T* logits, const int64_t* labels, const StatT<T>* lse,
-                             const StatT<T>* grad_logp, const StatT<T>* grad_lse, int64_t rows, int64_t vocab,
-                             int64_t ignore_index, double temperature, T* grad_logits, cudaStream_t stream);
+void token_logprobs_backward(const T* logits, const int64_t* labels, const StatT<T>* row_max,
+                             const StatT<T>* log_sum, const StatT<T>* grad_logp, const StatT<T>* grad_log_sum,
+                             int64_t rows, int64_t vocab, int64_t ignore_index, double temperature, T* grad_logits,
+                             cudaStream_t stream);
 
 // ---- linear_token_logprobs.cu: the per-tile work around the binding's cuBLAS tiles -------------------------
 // `tile` [rows, cols] holds hidden_c @ weight[col0 : col0 + cols].T for the compacted (non-ignored) rows;
@@ -49,26 +51,33 @@ void linear_fold_tile(const StatT<T>* tile, const T* bias_tile, const int64_t* l
                       int64_t col0, double temperature, bool first, StatT<T>* run_max, StatT<T>* run_sum,
                       StatT<T>* target, cudaStream_t stream);
 
-// After the last tile: logp[row_index[i]], lse[row_index[i]] for each compacted row i.
+// After the last tile: logp, row_max, log_sum at row_index[i] for each compacted row i.
 template <typename S>
 void linear_finalize(const S* run_max, const S* run_sum, const S* target, const int64_t* row_index, int64_t rows,
-                     double temperature, S* logp, S* lse, cudaStream_t stream);
+                     double temperature, S* logp, S* row_max, S* log_sum, cudaStream_t stream);
 
-// Backward tile: grad_tile = (grad_logp * onehot + (grad_lse - grad_logp) * exp(z / T - lse)) / T, z = tile + bias,
-// in T (grad_tile may alias tile when T == StatT<T>); grad_bias_tile (nullable, float32/64, points at
-// grad_bias[col0]) += the column sums of the unrounded values.
+// Backward tile: grad_tile = (grad_logp * onehot + (grad_log_sum - grad_logp) * p) / T with
+// p = exp((z - row_max) / T - log_sum), z = tile + bias, in T (grad_tile may alias tile when T == StatT<T>);
+// grad_bias_tile (nullable, float32/64, points at grad_bias[col0]) += the column sums of the unrounded values.
+// row_max, log_sum, grad_logp, grad_log_sum and labels are [rows] (the compacted rows).
 template <typename T>
-void linear_grad_tile(const StatT<T>* tile, const T* bias_tile, const int64_t* labels, const StatT<T>* lse,
-                      const StatT<T>* grad_logp, const StatT<T>* grad_lse, int64_t rows, int64_t cols, int64_t col0,
-                      double temperature, T* grad_tile, StatT<T>* grad_bias_tile, cudaStream_t stream);
+void linear_grad_tile(const StatT<T>* tile, const T* bias_tile, const int64_t* labels, const StatT<T>* row_max,
+                      const StatT<T>* log_sum, const StatT<T>* grad_logp, const StatT<T>* grad_log_sum, int64_t rows,
+                      int64_t cols, int64_t col0, double temperature, T* grad_tile, StatT<T>* grad_bias_tile,
+                      cudaStream_t stream);
 
 // ---- segment_logprobs.cu ---------------------------------------------------------------------------------
-// values [n], segment_ids [n] in [-1, num_segments) (-1 and out-of-range ids are skipped) -> out [num_segments]:
-// the sum per segment, or the mean over its tokens (0 for an empty segment). sum_ws [num_segments] and
-// count_ws [num_segments] are scratch (zeroed here).
+// Tokens per segment: count_ws [num_segments] (zeroed here) += 1 for each id in [0, num_segments).
+void segment_counts(const int64_t* segment_ids, int64_t n, int64_t num_segments, int32_t* count_ws,
+                    cudaStream_t stream);
+
+// values [n] -> out [num_segments]: the sum per segment, or the mean over its tokens (0 for an empty segment),
+// deterministic and batch invariant: `order` [n] lists the tokens sorted by segment id (a stable sort: token
+// order within a segment), segment s owns order[starts[s] : starts[s] + counts[s]] and one warp sums them in a
+// fixed lane order.
 template <typename T>
-void segment_logprobs_forward(const T* values, const int64_t* segment_ids, int64_t n, int64_t num_segments,
-                              bool mean, T* out, StatT<T>* sum_ws, int32_t* count_ws, cudaStream_t stream);
+void segment_logprobs_forward(const T* values, const int64_t* order, const int64_t* starts, const int32_t* counts,
+                              int64_t num_segments, bool mean, T* out, cudaStream_t stream);
 
 // grad [num_segments] -> grad_values [n] (grad of the token's segment, / its count for the mean; 0 if skipped).
 // count_ws [num_segments] is scratch, used only when mean.

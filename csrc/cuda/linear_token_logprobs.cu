@@ -3,11 +3,13 @@
 // The binding (linear_cuda.cpp) drops ignored rows, then walks the vocabulary in tiles: cuBLAS writes one
 // float32 logits tile hidden_c @ weight[v0:v1].T ([rows, cols], never the full [N, V]) and these kernels use it:
 //   * forward  (linear_fold_tile): fold the tile into the running online-logsumexp (max, sum) of each row and
-//     pick the target logit when the label falls in the tile; linear_finalize gives logp and lse at the end;
+//     pick the target logit when the label falls in the tile; linear_finalize gives logp and the row's
+//     statistics (raw max, log-sum; never one float32 lse) at the end;
 //   * backward (linear_grad_tile): the logits tile is recomputed rather than stored (Cut Cross-Entropy,
-//     Wijmans et al., arXiv 2411.09009) and turned into dlogits = (g_logp*onehot + (g_lse-g_logp)*p) / T,
+//     Wijmans et al., arXiv 2411.09009) and turned into dlogits = (g_logp*onehot + (g_log_sum-g_logp)*p) / T,
 //     in place (float32/64) or as a bf16/fp16 copy for the two gradient GEMMs, plus the column sums that make
-//     grad_bias. All arithmetic is float32 (float64 for float64); only the GEMM operand is rounded.
+//     grad_bias; the label's entry uses one_minus_p. All arithmetic is float32 (float64 for float64); only the
+//     GEMM operand is rounded. Both kernels treat every row alike (visit_row splits by column, not address).
 #include "kernels.h"
 #include "rows.cuh"
 
@@ -52,13 +54,14 @@ template <typename S>
 __global__ void linear_finalize_kernel(const S* __restrict__ run_max, const S* __restrict__ run_sum,
                                        const S* __restrict__ target, const int64_t* __restrict__ row_index,
                                        int64_t rows, OnlineLse<S> lse_op, S* __restrict__ logp,
-                                       S* __restrict__ lse) {
+                                       S* __restrict__ row_max, S* __restrict__ log_sum) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows) return;
   const Stat<S> st{run_max[i], run_sum[i]};
   const int64_t r = row_index[i];
   logp[r] = lse_op.log_prob(st, target[i]);
-  lse[r] = lse_op.lse(st);
+  row_max[r] = st.m;
+  log_sum[r] = lse_op.log_sum(st);
 }
 
 // One thread per column (coalesced across the warp), kGradRows rows per block: each thread keeps its column's
@@ -69,19 +72,21 @@ constexpr int kGradRows = 64;
 template <typename T>
 __global__ void __launch_bounds__(kGradCols)
 linear_grad_tile_kernel(const StatT<T>* tile, const T* __restrict__ bias, const int64_t* __restrict__ labels,
-                        const StatT<T>* __restrict__ lse, const StatT<T>* __restrict__ grad_logp,
-                        const StatT<T>* __restrict__ grad_lse, int64_t rows, int64_t cols, int64_t col0,
-                        StatT<T> inv_temp, T* grad, StatT<T>* __restrict__ grad_bias) {
+                        const StatT<T>* __restrict__ row_max, const StatT<T>* __restrict__ log_sum,
+                        const StatT<T>* __restrict__ grad_logp, const StatT<T>* __restrict__ grad_log_sum,
+                        int64_t rows, int64_t cols, int64_t col0, StatT<T> inv_temp, T* grad,
+                        StatT<T>* __restrict__ grad_bias) {
   using S = StatT<T>;
-  __shared__ S row_lse[kGradRows], g_label[kGradRows], g_softmax[kGradRows];
+  __shared__ S max_s[kGradRows], log_sum_s[kGradRows], g_logp_s[kGradRows], g_log_sum_s[kGradRows];
   __shared__ int64_t label_col[kGradRows];
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kGradRows;
   const int nr = static_cast<int>(rows - r0 < kGradRows ? rows - r0 : kGradRows);
   for (int i = threadIdx.x; i < nr; i += blockDim.x) {
     const int64_t r = r0 + i;
-    row_lse[i] = lse[r];
-    g_label[i] = grad_logp[r] * inv_temp;
-    g_softmax[i] = (grad_lse[r] - grad_logp[r]) * inv_temp;
+    max_s[i] = row_max[r];
+    log_sum_s[i] = log_sum[r];
+    g_logp_s[i] = grad_logp[r];
+    g_log_sum_s[i] = grad_log_sum[r];
     label_col[i] = labels[r] - col0;
   }
   __syncthreads();
@@ -91,8 +96,10 @@ linear_grad_tile_kernel(const StatT<T>* tile, const T* __restrict__ bias, const 
   S column_sum = S(0);
   for (int i = 0; i < nr; ++i) {
     const int64_t at = (r0 + i) * cols + c;
-    const S p = softmax_at(tile[at] + b, inv_temp, row_lse[i]);
-    const S g = g_softmax[i] * p + (label_col[i] == c ? g_label[i] : S(0));
+    const RowSoftmax<S> rs(max_s[i], log_sum_s[i], inv_temp);
+    const S z = tile[at] + b;
+    const S g = label_col[i] == c ? label_grad(rs, z, g_logp_s[i], g_log_sum_s[i], inv_temp)
+                                  : (g_log_sum_s[i] - g_logp_s[i]) * inv_temp * rs.softmax_at(z);
     grad[at] = from_stat<T>(g);
     column_sum += g;
   }
@@ -120,39 +127,41 @@ void linear_fold_tile(const StatT<T>* tile, const T* bias_tile, const int64_t* l
 
 template <typename S>
 void linear_finalize(const S* run_max, const S* run_sum, const S* target, const int64_t* row_index, int64_t rows,
-                     double temperature, S* logp, S* lse, cudaStream_t stream) {
+                     double temperature, S* logp, S* row_max, S* log_sum, cudaStream_t stream) {
   if (rows == 0) return;
   const OnlineLse<S> lse_op{static_cast<S>(kLog2e / temperature), static_cast<S>(1.0 / temperature)};
   constexpr int kThreads = 256;
   const auto grid = static_cast<unsigned>((rows + kThreads - 1) / kThreads);
   linear_finalize_kernel<S><<<grid, kThreads, 0, stream>>>(run_max, run_sum, target, row_index, rows, lse_op, logp,
-                                                                       lse);
+                                                            row_max, log_sum);
 }
 
 template <typename T>
-void linear_grad_tile(const StatT<T>* tile, const T* bias_tile, const int64_t* labels, const StatT<T>* lse,
-                      const StatT<T>* grad_logp, const StatT<T>* grad_lse, int64_t rows, int64_t cols, int64_t col0,
-                      double temperature, T* grad_tile, StatT<T>* grad_bias_tile, cudaStream_t stream) {
+void linear_grad_tile(const StatT<T>* tile, const T* bias_tile, const int64_t* labels, const StatT<T>* row_max,
+                      const StatT<T>* log_sum, const StatT<T>* grad_logp, const StatT<T>* grad_log_sum, int64_t rows,
+                      int64_t cols, int64_t col0, double temperature, T* grad_tile, StatT<T>* grad_bias_tile,
+                      cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   using S = StatT<T>;
   const S inv_temp = static_cast<S>(1.0 / temperature);
   const dim3 grid(static_cast<unsigned>((rows + kGradRows - 1) / kGradRows),
                   static_cast<unsigned>((cols + kGradCols - 1) / kGradCols));  // (row blocks, column blocks)
-  linear_grad_tile_kernel<T><<<grid, kGradCols, 0, stream>>>(tile, bias_tile, labels, lse, grad_logp, grad_lse, rows,
-                                                             cols, col0, inv_temp, grad_tile, grad_bias_tile);
+  linear_grad_tile_kernel<T><<<grid, kGradCols, 0, stream>>>(tile, bias_tile, labels, row_max, log_sum, grad_logp,
+                                                             grad_log_sum, rows, cols, col0, inv_temp, grad_tile,
+                                                             grad_bias_tile);
 }
 
 #define LIT_ALIGN_INSTANTIATE(T)                                                                                  \
   template void linear_fold_tile<T>(const StatT<T>*, const T*, const int64_t*, int64_t, int64_t, int64_t, double, \
                                     bool, StatT<T>*, StatT<T>*, StatT<T>*, cudaStream_t);                         \
   template void linear_grad_tile<T>(const StatT<T>*, const T*, const int64_t*, const StatT<T>*, const StatT<T>*,  \
-                                    const StatT<T>*, int64_t, int64_t, int64_t, double, T*, StatT<T>*,             \
-                                    cudaStream_t);
+                                    const StatT<T>*, const StatT<T>*, int64_t, int64_t, int64_t, double, T*,       \
+                                    StatT<T>*, cudaStream_t);
 LIT_ALIGN_FOR_EACH_DTYPE(LIT_ALIGN_INSTANTIATE)
 #undef LIT_ALIGN_INSTANTIATE
 template void linear_finalize<float>(const float*, const float*, const float*, const int64_t*, int64_t, double,
-                                     float*, float*, cudaStream_t);
+                                     float*, float*, float*, cudaStream_t);
 template void linear_finalize<double>(const double*, const double*, const double*, const int64_t*, int64_t, double,
-                                      double*, double*, cudaStream_t);
+                                      double*, double*, double*, cudaStream_t);
 
 }  // namespace lit_align::cuda

@@ -26,9 +26,10 @@ void raise_if_bad_label(const at::Tensor& first_bad_row, const at::Tensor& label
   }
 }
 
-// logits (N, V), labels (N,) -> (logp (N,), lse (N,)) in float32 (float64 for float64 logits)
-std::tuple<at::Tensor, at::Tensor> token_logprobs_cuda(const at::Tensor& logits_in, const at::Tensor& labels_in,
-                                                       int64_t ignore_index, double temperature) {
+// logits (N, V), labels (N,) -> (logp, row_max, log_sum) (N,) each in float32 (float64 for float64 logits)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs_cuda(const at::Tensor& logits_in,
+                                                                   const at::Tensor& labels_in, int64_t ignore_index,
+                                                                   double temperature) {
   TORCH_CHECK_VALUE(logits_in.dim() == 2, "logits must be (N, V), got shape ", logits_in.sizes());
   check_float(logits_in, "logits");
   check_temperature(temperature);
@@ -40,23 +41,25 @@ std::tuple<at::Tensor, at::Tensor> token_logprobs_cuda(const at::Tensor& logits_
   const auto labels = index_arg(labels_in, "labels", rows, device);  // (N,)
   const auto stat = logits.options().dtype(stat_type(logits.scalar_type()));
   auto logp = at::empty({rows}, stat);
-  auto lse = at::empty({rows}, stat);
+  auto row_max = at::empty({rows}, stat);
+  auto log_sum = at::empty({rows}, stat);
   auto first_bad_row = at::full({1}, rows, labels.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   LIT_ALIGN_DISPATCH(logits.scalar_type(), "lit_align::token_logprobs", [&] {
     token_logprobs_forward<T>(in<scalar_t>(logits), labels.const_data_ptr<int64_t>(), rows, vocab, ignore_index,
-                              temperature, out<S>(logp), out<S>(lse), first_bad_row.mutable_data_ptr<int64_t>(),
-                              stream);
+                              temperature, out<S>(logp), out<S>(row_max), out<S>(log_sum),
+                              first_bad_row.mutable_data_ptr<int64_t>(), stream);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (rows > 0) raise_if_bad_label(first_bad_row, labels, vocab, ignore_index);
-  return {logp, lse};
+  return {logp, row_max, log_sum};
 }
 
 // -> grad_logits (N, V) in logits' dtype
-at::Tensor token_logprobs_backward_cuda(const at::Tensor& grad_logp_in, const at::Tensor& grad_lse_in,
+at::Tensor token_logprobs_backward_cuda(const at::Tensor& grad_logp_in, const at::Tensor& grad_log_sum_in,
                                         const at::Tensor& logits_in, const at::Tensor& labels_in,
-                                        const at::Tensor& lse_in, int64_t ignore_index, double temperature) {
+                                        const at::Tensor& row_max_in, const at::Tensor& log_sum_in,
+                                        int64_t ignore_index, double temperature) {
   TORCH_CHECK_VALUE(logits_in.dim() == 2, "logits must be (N, V), got shape ", logits_in.sizes());
   check_float(logits_in, "logits");
   check_temperature(temperature);
@@ -68,13 +71,15 @@ at::Tensor token_logprobs_backward_cuda(const at::Tensor& grad_logp_in, const at
   const auto stat = stat_type(logits.scalar_type());
   const auto labels = index_arg(labels_in, "labels", rows, device);
   const auto grad_logp = vector_arg(grad_logp_in, "grad_logp", rows, stat, device);
-  const auto grad_lse = vector_arg(grad_lse_in, "grad_lse", rows, stat, device);
-  const auto lse = vector_arg(lse_in, "lse", rows, stat, device);
+  const auto grad_log_sum = vector_arg(grad_log_sum_in, "grad_log_sum", rows, stat, device);
+  const auto row_max = vector_arg(row_max_in, "row_max", rows, stat, device);
+  const auto log_sum = vector_arg(log_sum_in, "log_sum", rows, stat, device);
   auto grad = at::empty({rows, vocab}, logits.options());  // (N, V)
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   LIT_ALIGN_DISPATCH(logits.scalar_type(), "lit_align::token_logprobs_backward", [&] {
-    token_logprobs_backward<T>(in<scalar_t>(logits), labels.const_data_ptr<int64_t>(), in<S>(lse), in<S>(grad_logp),
-                               in<S>(grad_lse), rows, vocab, ignore_index, temperature, out<scalar_t>(grad), stream);
+    token_logprobs_backward<T>(in<scalar_t>(logits), labels.const_data_ptr<int64_t>(), in<S>(row_max),
+                               in<S>(log_sum), in<S>(grad_logp), in<S>(grad_log_sum), rows, vocab, ignore_index,
+                               temperature, out<scalar_t>(grad), stream);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return grad;
@@ -94,12 +99,20 @@ at::Tensor segment_logprobs_cuda(const at::Tensor& values_in, const at::Tensor& 
   const int64_t n = values.size(0);
   const auto ids = index_arg(ids_in, "segment_ids", n, device);
   auto result = at::empty({num_segments}, values.options());
-  auto sums = at::empty({num_segments}, values.options().dtype(stat_type(values.scalar_type())));
+  if (num_segments == 0) return result;
+  // The tokens sorted by segment (stable: token order within a segment; excluded ids, -1, first) and each
+  // segment's run [start, start + count) in that order: no host sync.
+  const auto order = std::get<1>(at::sort(ids, /*stable=*/true, /*dim=*/0, /*descending=*/false));
   auto counts = at::empty({num_segments}, values.options().dtype(at::kInt));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  segment_counts(ids.const_data_ptr<int64_t>(), n, num_segments, counts.mutable_data_ptr<int32_t>(), stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const auto counts64 = counts.to(at::kLong);
+  const auto starts = (at::cumsum(counts64, 0) - counts64 + (n - counts64.sum())).contiguous();
   LIT_ALIGN_DISPATCH(values.scalar_type(), "lit_align::segment_logprobs", [&] {
-    segment_logprobs_forward<T>(in<scalar_t>(values), ids.const_data_ptr<int64_t>(), n, num_segments, mean,
-                                out<scalar_t>(result), out<S>(sums), counts.mutable_data_ptr<int32_t>(), stream);
+    segment_logprobs_forward<T>(in<scalar_t>(values), order.const_data_ptr<int64_t>(),
+                                starts.const_data_ptr<int64_t>(), counts.const_data_ptr<int32_t>(), num_segments,
+                                mean, out<scalar_t>(result), stream);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return result;

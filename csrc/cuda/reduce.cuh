@@ -4,6 +4,8 @@
 // scale = log2(e) / T, so that logsumexp(x / T) = m / T + log2(s) * ln 2. Base 2 uses the hardware
 // exponential (ex2) with the temperature folded into one multiply; keeping m unscaled makes x - m exact near the
 // max, so a row dominated by one logit gives s = 1 and lse = m / T exactly, however large the logits.
+// The ops save (m, log_sum = log s in base e) per row, never the float32 lse (whose ulp at 1e4 / T is 2e-3), and
+// the backward rebuilds p = exp((x - m) / T - log_sum) (softmax_at); one_minus_p forms the label's 1 - p_y.
 // Every helper is NaN-propagating and exact for -inf entries (masked logits contribute 0).
 #pragma once
 
@@ -64,17 +66,35 @@ struct OnlineLse {
     st.m = m;
   }
 
-  // logsumexp(x / T) and log_softmax(x / T) at a raw value x of the row.
-  __device__ __forceinline__ S lse(Stat<S> st) const { return st.m * inv_temp + fast_log2(st.s) * S(kLn2); }
-  __device__ __forceinline__ S log_prob(Stat<S> st, S x) const {
-    return (x - st.m) * inv_temp - fast_log2(st.s) * S(kLn2);
-  }
+  // log sum_j exp((x_j - m) / T) (base e) and log_softmax(x / T) at a raw value x of the row.
+  __device__ __forceinline__ S log_sum(Stat<S> st) const { return fast_log2(st.s) * S(kLn2); }
+  __device__ __forceinline__ S log_prob(Stat<S> st, S x) const { return (x - st.m) * inv_temp - log_sum(st); }
 };
 
-// softmax(x / T) at a raw value x from the row's logsumexp: exp(x / T - lse), with x / T - lse in one rounding.
+// A row's saved statistics, ready for softmax_at: the raw max and log_sum in base 2.
 template <typename S>
-__device__ __forceinline__ S softmax_at(S x, S inv_temp, S lse) {
-  return fast_exp2(fma(x, inv_temp, -lse) * static_cast<S>(kLog2e));
+struct RowSoftmax {
+  S max;       // raw row max
+  S log2_sum;  // log_sum * log2(e)
+  S scale2;    // log2(e) / T
+  __device__ __forceinline__ RowSoftmax(S row_max, S log_sum, S inv_temp)
+      : max(row_max), log2_sum(log_sum * static_cast<S>(kLog2e)), scale2(inv_temp * static_cast<S>(kLog2e)) {}
+  // log2 softmax(x / T) at a raw value x: (x - max) * log2(e) / T - log2_sum, x - max exact near the max.
+  __device__ __forceinline__ S log2_prob(S x) const { return fma(x - max, scale2, -log2_sum); }
+  __device__ __forceinline__ S softmax_at(S x) const { return fast_exp2(log2_prob(x)); }
+};
+
+// 1 - p for p = exp(log_p) without cancellation: directly below 1/2, -expm1(log_p) above (expm1 is exact even
+// under --use_fast_math, which only swaps exp/log/pow/trig for their intrinsics).
+__device__ __forceinline__ float one_minus_p(float p, float log_p) { return p < 0.5f ? 1.0f - p : -expm1f(log_p); }
+__device__ __forceinline__ double one_minus_p(double p, double log_p) { return p < 0.5 ? 1.0 - p : -expm1(log_p); }
+
+// The label's entry of d(g_logp * log p_label + g_log_sum * lse) / dx: (g_log_sum * p + g_logp * (1 - p)) / T.
+template <typename S>
+__device__ __forceinline__ S label_grad(const RowSoftmax<S>& rs, S x_label, S g_logp, S g_log_sum, S inv_temp) {
+  const S log2_p = rs.log2_prob(x_label);
+  const S p = fast_exp2(log2_p);
+  return (g_log_sum * p + g_logp * one_minus_p(p, log2_p * static_cast<S>(kLn2))) * inv_temp;
 }
 
 __device__ __forceinline__ float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }

@@ -1,8 +1,12 @@
 // Rowwise plumbing shared by the token and tile kernels:
 //   * dtype conversion through the explicit intrinsics (torch builds with __CUDA_NO_HALF/BFLOAT16_CONVERSIONS__);
 //   * Pack<T>: 16 bytes of T, one vectorised load/store;
-//   * visit_row: a row of any length and alignment read as an unaligned head, 16-byte packs (kUnroll packs in
-//     flight per thread) and a tail, so rows of odd vocabularies still stream at full width;
+//   * visit_row: a row of any length and alignment read as groups of Pack<T>::kSize columns counted from the
+//     row's first column (kUnroll groups in flight per thread) and a tail. Which thread folds which column, and in
+//     which order, depends on the row's length only, never on its address: a row gives bitwise the same
+//     statistics wherever it sits in the batch (batch invariance by construction). A 16-byte aligned row
+//     (any row when V * sizeof(T) is a multiple of 16, e.g. V = 32000 or 128256) loads each group in one
+//     vector load; other rows load the same groups element by element;
 //   * RowGroup / row_launch: a warp per short row (8 rows per 256-thread block) or a block per long row.
 #pragma once
 
@@ -50,25 +54,17 @@ struct alignas(16) Pack {
 template <int N>
 using Count = std::integral_constant<int, N>;
 
-// Leading elements of p before a 16-byte boundary (p is T-aligned), at most n.
+// True when p sits on a 16-byte boundary: column groups of its row line up with 16-byte packs.
 template <typename T>
-__device__ __forceinline__ int64_t head_length(const T* p, int64_t n) {
-  const int mis = static_cast<int>((reinterpret_cast<uintptr_t>(p) & 15) / sizeof(T));
-  const int64_t head = mis == 0 ? 0 : Pack<T>::kSize - mis;
-  return head < n ? head : n;
-}
-
-// True when a and b sit at the same offset from a 16-byte boundary: packs of one line up with packs of the other.
-template <typename A, typename B>
-__device__ __forceinline__ bool same_alignment(const A* a, const B* b) {
-  return ((reinterpret_cast<uintptr_t>(a) ^ reinterpret_cast<uintptr_t>(b)) & 15) == 0;
+__device__ __forceinline__ bool pack_aligned(const T* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
 }
 
 // Stores y[0:N) at dst: one 16-byte store for a full, aligned pack, element stores otherwise.
 template <typename T, int N>
-__device__ __forceinline__ void store_elems(T* dst, const T (&y)[N], bool pack_aligned) {
+__device__ __forceinline__ void store_elems(T* dst, const T (&y)[N], bool aligned) {
   if constexpr (N == Pack<T>::kSize) {
-    if (pack_aligned) {
+    if (aligned) {
       Pack<T> p;
 #pragma unroll
       for (int k = 0; k < N; ++k) p.v[k] = y[k];
@@ -80,52 +76,57 @@ __device__ __forceinline__ void store_elems(T* dst, const T (&y)[N], bool pack_a
   for (int k = 0; k < N; ++k) dst[k] = y[k];
 }
 
-// Calls f(j0, const T* x, Count<n>) over row[0:n) split among `size` threads (this one is `rank`):
-// x points at n = Pack<T>::kSize consecutive values starting at column j0 (16-byte aligned in the row) or at
-// one value (head and tail). Each thread issues kUnroll independent 16-byte loads before using them (2 for
-// float64, whose exp2/log2 need the registers).
+// Group g of a row: columns [g * K, g * K + K), one vector load when the row is aligned.
+template <typename T>
+__device__ __forceinline__ Pack<T> load_group(const T* row, int64_t g, bool aligned) {
+  constexpr int K = Pack<T>::kSize;
+  if (aligned) return reinterpret_cast<const Pack<T>*>(row)[g];
+  Pack<T> p;
+#pragma unroll
+  for (int k = 0; k < K; ++k) p.v[k] = row[g * K + k];
+  return p;
+}
+
+// Calls f(j0, const T* x, Count<n>) over row[0:n) split among `size` threads (this one is `rank`): x points at
+// n = Pack<T>::kSize consecutive values starting at column j0 = g * kSize (group g = rank, rank + size, ...), or
+// at one value of the tail (columns past the last whole group, rank-strided). Each thread issues kUnroll
+// independent loads before using them (2 for float64, whose exp2/log2 need the registers). The split and each
+// thread's order depend on n, rank and size only (see the file comment).
 template <typename T, typename F>
 __device__ __forceinline__ void visit_row(const T* row, int64_t n, int rank, int size, F&& f) {
   constexpr int K = Pack<T>::kSize;
   constexpr int kUnroll = sizeof(T) >= 8 ? 2 : 4;
-  const int64_t head = head_length(row, n);
-  if (rank < head) {
-    const T x = row[rank];
-    f(static_cast<int64_t>(rank), &x, Count<1>{});
-  }
-  const Pack<T>* packs = reinterpret_cast<const Pack<T>*>(row + head);
-  const int64_t num_packs = (n - head) / K;
+  const bool aligned = pack_aligned(row);
+  const int64_t num_groups = n / K;
   int64_t i = rank;
-  for (; i + (kUnroll - 1) * static_cast<int64_t>(size) < num_packs; i += kUnroll * static_cast<int64_t>(size)) {
+  for (; i + (kUnroll - 1) * static_cast<int64_t>(size) < num_groups; i += kUnroll * static_cast<int64_t>(size)) {
     Pack<T> p[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) p[u] = packs[i + u * size];
+    for (int u = 0; u < kUnroll; ++u) p[u] = load_group(row, i + u * size, aligned);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) f(head + (i + u * size) * K, p[u].v, Count<K>{});
+    for (int u = 0; u < kUnroll; ++u) f((i + u * size) * K, p[u].v, Count<K>{});
   }
-  for (; i < num_packs; i += size) {
-    const Pack<T> p = packs[i];
-    f(head + i * K, p.v, Count<K>{});
+  for (; i < num_groups; i += size) {
+    const Pack<T> p = load_group(row, i, aligned);
+    f(i * K, p.v, Count<K>{});
   }
-  for (int64_t j = head + num_packs * K + rank; j < n; j += size) {
+  for (int64_t j = num_groups * K + rank; j < n; j += size) {
     const T x = row[j];
     f(j, &x, Count<1>{});
   }
 }
 
-// Writes `value` to row[0:n) with the same head / packs / tail split.
+// Writes `value` to row[0:n) with the same groups / tail split.
 template <typename T>
 __device__ __forceinline__ void fill_row(T* row, int64_t n, int rank, int size, T value) {
   constexpr int K = Pack<T>::kSize;
-  const int64_t head = head_length(row, n);
-  if (rank < head) row[rank] = value;
-  Pack<T> p;
+  const bool aligned = pack_aligned(row);
+  T y[K];
 #pragma unroll
-  for (int k = 0; k < K; ++k) p.v[k] = value;
-  Pack<T>* packs = reinterpret_cast<Pack<T>*>(row + head);
-  const int64_t num_packs = (n - head) / K;
-  for (int64_t i = rank; i < num_packs; i += size) packs[i] = p;
-  for (int64_t j = head + num_packs * K + rank; j < n; j += size) row[j] = value;
+  for (int k = 0; k < K; ++k) y[k] = value;
+  const int64_t num_groups = n / K;
+  for (int64_t i = rank; i < num_groups; i += size) store_elems(row + i * K, y, aligned);
+  for (int64_t j = num_groups * K + rank; j < n; j += size) row[j] = value;
 }
 
 // ---- rows -> threads -------------------------------------------------------------------------------------

@@ -3,6 +3,12 @@
 "auto" picks cuda (then triton) for GPU tensors, cpp for CPU tensors, and the torch reference when the
 compiled kernel is missing. An explicit backend that cannot run on the given device raises a ValueError
 that says why, instead of silently running something else.
+
+batch_invariant=True (a row's result must not depend on the rest of the batch) rules out the torch backend:
+its BLAS GEMMs choose their blocking from the batch shape and its vectorised elementwise ops round a value
+differently in a vector body and in the scalar tail, i.e. by position. The cpp, triton and cuda kernels are
+batch invariant (token_logprobs, sequence_logprobs and preference_loss always; linear_token_logprobs with its
+batch_invariant flag); "auto" then never falls back to torch and says so instead.
 """
 from __future__ import annotations
 
@@ -54,13 +60,22 @@ def _why_not(backend: str, op: str, device: torch.device) -> str | None:
     return f"unknown backend {backend!r}; expected one of {BACKENDS}"
 
 
-def resolve_backend(backend: str, op: str, device: torch.device) -> str:
-    """The concrete backend that runs lit_align::<op> for tensors on `device`."""
+NOT_INVARIANT = "the torch backend is not batch invariant (BLAS blocking and vectorised tails depend on the batch)"
+
+
+def resolve_backend(backend: str, op: str, device: torch.device, batch_invariant: bool = False) -> str:
+    """The concrete backend that runs lit_align::<op> for tensors on `device` (batch invariant if asked)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}; expected one of {BACKENDS}")
     if backend == "auto":
         order = GPU_ORDER if device.type == "cuda" else ("cpp", "torch")
-        return next(b for b in order if _why_not(b, op, device) is None)
+        chosen = next(b for b in order if _why_not(b, op, device) is None)
+        if batch_invariant and chosen == "torch":
+            raise ValueError(f"batch_invariant=True: no batch-invariant backend can run {op} here "
+                             f"({_why_not('cpp', op, device) or 'no GPU kernel'}); {NOT_INVARIANT}")
+        return chosen
+    if batch_invariant and backend == "torch":
+        raise ValueError(f"backend='torch' with batch_invariant=True: {NOT_INVARIANT}; use cpp, triton or cuda")
     reason = _why_not(backend, op, device)
     if reason is not None:
         raise ValueError(f"backend={backend!r} cannot run {op}: {reason}")

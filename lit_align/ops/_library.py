@@ -20,29 +20,38 @@ def _stat_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 # ---- token_logprobs -------------------------------------------------------------------------------
+# Outputs (logp, row_max, log_sum): row_max is the shift of the softmax statistics, a constant for autograd
+# (marked non-differentiable); log_sum carries the gradient of logsumexp = row_max / T + log_sum.
+def _row_stats(t: torch.Tensor, n) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return tuple(t.new_empty(n, dtype=_stat_dtype(t)) for _ in range(3))
+
+
 @lib.register_fake("lit_align::token_logprobs")
 def _(logits, labels, ignore_index, temperature):
-    n = logits.shape[0]
-    return logits.new_empty(n, dtype=_stat_dtype(logits)), logits.new_empty(n, dtype=_stat_dtype(logits))
+    return _row_stats(logits, logits.shape[0])
 
 
 @lib.register_fake("lit_align::token_logprobs_backward")
-def _(grad_logp, grad_lse, logits, labels, lse, ignore_index, temperature):
+def _(grad_logp, grad_log_sum, logits, labels, row_max, log_sum, ignore_index, temperature):
     return torch.empty_like(logits)
 
 
 def _token_setup(ctx, inputs, output):
     logits, labels, ctx.ignore_index, ctx.temperature = inputs
-    ctx.save_for_backward(logits, labels, output[1])
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(logits, labels, output[1], output[2])
 
 
-def _token_backward(ctx, grad_logp, grad_lse):
-    logits, labels, lse = ctx.saved_tensors
-    grad_logp = torch.zeros_like(lse) if grad_logp is None else grad_logp.contiguous()
-    grad_lse = torch.zeros_like(lse) if grad_lse is None else grad_lse.contiguous()
-    grad = torch.ops.lit_align.token_logprobs_backward(grad_logp, grad_lse, logits, labels, lse,
-                                                       ctx.ignore_index, ctx.temperature)
+def _token_backward(ctx, grad_logp, _grad_row_max, grad_log_sum):
+    logits, labels, row_max, log_sum = ctx.saved_tensors
+    grad = torch.ops.lit_align.token_logprobs_backward(
+        _zeros_if_none(grad_logp, log_sum), _zeros_if_none(grad_log_sum, log_sum), logits, labels, row_max, log_sum,
+        ctx.ignore_index, ctx.temperature)
     return grad, None, None, None
+
+
+def _zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if grad is None else grad.contiguous()
 
 
 lib.register_autograd("lit_align::token_logprobs", _token_backward, setup_context=_token_setup)
@@ -50,13 +59,13 @@ lib.register_autograd("lit_align::token_logprobs", _token_backward, setup_contex
 
 # ---- linear_token_logprobs ------------------------------------------------------------------------
 @lib.register_fake("lit_align::linear_token_logprobs")
-def _(hidden, weight, bias, labels, ignore_index, temperature):
-    n = hidden.shape[0]
-    return hidden.new_empty(n, dtype=_stat_dtype(hidden)), hidden.new_empty(n, dtype=_stat_dtype(hidden))
+def _(hidden, weight, bias, labels, ignore_index, temperature, batch_invariant):
+    return _row_stats(hidden, hidden.shape[0])
 
 
 @lib.register_fake("lit_align::linear_token_logprobs_backward")
-def _(grad_logp, grad_lse, hidden, weight, bias, labels, lse, ignore_index, temperature, compute_weight_grad):
+def _(grad_logp, grad_log_sum, hidden, weight, bias, labels, row_max, log_sum, ignore_index, temperature,
+      compute_weight_grad, batch_invariant):
     grad_weight = torch.empty_like(weight) if compute_weight_grad else weight.new_empty(0)
     has_bias = compute_weight_grad and bias is not None
     grad_bias = weight.new_empty(weight.shape[0]) if has_bias else weight.new_empty(0)
@@ -64,20 +73,20 @@ def _(grad_logp, grad_lse, hidden, weight, bias, labels, lse, ignore_index, temp
 
 
 def _linear_setup(ctx, inputs, output):
-    hidden, weight, bias, labels, ctx.ignore_index, ctx.temperature = inputs
+    hidden, weight, bias, labels, ctx.ignore_index, ctx.temperature, ctx.batch_invariant = inputs
     ctx.has_bias = bias is not None
-    ctx.save_for_backward(hidden, weight, bias, labels, output[1])
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(hidden, weight, bias, labels, output[1], output[2])
 
 
-def _linear_backward(ctx, grad_logp, grad_lse):
-    hidden, weight, bias, labels, lse = ctx.saved_tensors
-    grad_logp = torch.zeros_like(lse) if grad_logp is None else grad_logp.contiguous()
-    grad_lse = torch.zeros_like(lse) if grad_lse is None else grad_lse.contiguous()
+def _linear_backward(ctx, grad_logp, _grad_row_max, grad_log_sum):
+    hidden, weight, bias, labels, row_max, log_sum = ctx.saved_tensors
     weight_grad = ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2])
     grad_hidden, grad_weight, grad_bias = torch.ops.lit_align.linear_token_logprobs_backward(
-        grad_logp, grad_lse, hidden, weight, bias, labels, lse, ctx.ignore_index, ctx.temperature, weight_grad)
+        _zeros_if_none(grad_logp, log_sum), _zeros_if_none(grad_log_sum, log_sum), hidden, weight, bias, labels,
+        row_max, log_sum, ctx.ignore_index, ctx.temperature, weight_grad, ctx.batch_invariant)
     return (grad_hidden, grad_weight if ctx.needs_input_grad[1] else None,
-            grad_bias if ctx.has_bias and ctx.needs_input_grad[2] else None, None, None, None)
+            grad_bias if ctx.has_bias and ctx.needs_input_grad[2] else None, None, None, None, None)
 
 
 lib.register_autograd("lit_align::linear_token_logprobs", _linear_backward, setup_context=_linear_setup)

@@ -16,7 +16,8 @@ def check_float(name: str, tensor: torch.Tensor) -> None:
 
 def check_labels(labels: torch.Tensor, vocab_size: int, ignore_index: int, expected_shape: torch.Size) -> None:
     """labels: integer tensor of `expected_shape`, each in [0, vocab_size) or equal to ignore_index."""
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+    if (not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex()
+            or labels.dtype == torch.bool):
         got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels must be an integer tensor, got {got}")
     if labels.shape != expected_shape:

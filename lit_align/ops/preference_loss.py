@@ -14,6 +14,8 @@ and label_smoothing e (the probability that a pair's label is flipped; a float o
 
 Rewards (detached, for metrics): b * (policy - ref) for the DPO types, the raw scores for bt, b * score for simpo.
 Returns per-pair (loss[B], chosen_rewards[B], rejected_rewards[B]); reduce with .mean() for training.
+The cpp, triton and cuda kernels are elementwise in one code path (batch invariant); batch_invariant=True only
+rules out the torch backend, whose vectorised transcendental ops round differently in a vector and its tail.
 """
 from __future__ import annotations
 
@@ -104,14 +106,14 @@ def _run_kernel(backend, pc, pr, rc, rr, eps, beta, loss_type, gamma):
 def preference_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
                     ref_chosen: torch.Tensor | None = None, ref_rejected: torch.Tensor | None = None, *,
                     beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing=0.0, gamma: float = 0.0,
-                    backend: str = "auto"):
+                    backend: str = "auto", batch_invariant: bool = False):
     """Per-pair preference loss and detached rewards; see the module docstring for the formulas.
 
     policy_*/ref_*: (B,) sequence log-probs (or reward scores for bt). label_smoothing: float or (B,).
     Returns (loss (B,), chosen_rewards (B,), rejected_rewards (B,)).
     """
     _check(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, label_smoothing)
-    backend = resolve_backend(backend, "preference_loss", policy_chosen.device)
+    backend = resolve_backend(backend, "preference_loss", policy_chosen.device, batch_invariant)
     if backend == "torch":
         return preference_loss_reference(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=beta,
                                          loss_type=loss_type, label_smoothing=label_smoothing, gamma=gamma)

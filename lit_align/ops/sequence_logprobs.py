@@ -6,6 +6,8 @@ Three layouts, all reduced to one segment form (segment_ids[N] in [-1, S), -1 = 
   * packed: token_logp (N,) with cu_seqlens (S + 1,)     -> (S,)   (flash-attention's layout)
 A packed call may also pass mask (N,) to exclude prompt/padding tokens. "mean" divides by the number of
 included tokens (an empty sequence scores 0): SimPO and IPO use length-normalised scores.
+The cpp, triton and cuda kernels are batch invariant (a segment's score depends on its own tokens only, summed
+in token order); batch_invariant=True only rules out the torch backend (index_add on CUDA uses atomics).
 """
 from __future__ import annotations
 
@@ -80,7 +82,8 @@ def _run_kernel(backend: str, values, segment_ids, num_segments: int, mean: bool
 
 def sequence_logprobs(token_logp: torch.Tensor, *, mask: torch.Tensor | None = None,
                       segment_ids: torch.Tensor | None = None, cu_seqlens: torch.Tensor | None = None,
-                      num_segments: int | None = None, reduction: str = "sum", backend: str = "auto") -> torch.Tensor:
+                      num_segments: int | None = None, reduction: str = "sum", backend: str = "auto",
+                      batch_invariant: bool = False) -> torch.Tensor:
     """Per-sequence score of token log-probs; see the module docstring for the layouts."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction={reduction!r}; expected one of {REDUCTIONS}")
@@ -88,7 +91,7 @@ def sequence_logprobs(token_logp: torch.Tensor, *, mask: torch.Tensor | None = N
         raise ValueError(f"token_logp must be floating point, got {token_logp.dtype}")
     values, ids, count = to_segments(token_logp, mask=mask, segment_ids=segment_ids, cu_seqlens=cu_seqlens,
                                      num_segments=num_segments)
-    backend = resolve_backend(backend, "segment_logprobs", token_logp.device)
+    backend = resolve_backend(backend, "segment_logprobs", token_logp.device, batch_invariant)
     if backend == "torch":
         return segment_logprobs_reference(values, ids, count, reduction == "mean")
     return _run_kernel(backend, values.contiguous(), ids, count, reduction == "mean")

@@ -41,6 +41,9 @@ def test_every_provider_reports_a_time_or_a_reason(tmp_path):
     assert "CUDA only" in by_key[("token_logprobs", "liger", "full")]["time_na"]
     assert by_key[("fused_dpo", "liger", "full")]["time_ms"] > 0, "Liger's chunked DPO loss runs on CPU"
     assert by_key[("fused_dpo", "lit_align:chunked", "full")]["time_ms"] > 0
+    for op in ("linear_token_logprobs", "fused_dpo"):  # the cost of batch invariance is measured on CPU
+        assert by_key[(op, "lit_align:cpp:invariant", "full")]["time_ms"] > 0
+        assert "CUDA" in by_key[(op, "lit_align:cuda:invariant", "full")]["time_na"]
 
 
 def test_cpu_peak_memory_in_child_processes(tmp_path):

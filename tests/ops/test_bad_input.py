@@ -68,6 +68,6 @@ def test_direct_op_calls_raise_value_error():
         torch.ops.lit_align.token_logprobs(torch.randn(3, 5), torch.tensor([0, 7, 1]), -100, 1.0)
     with pytest.raises(ValueError):
         torch.ops.lit_align.linear_token_logprobs(torch.randn(3, 4), torch.randn(5, 4), None,
-                                                  torch.tensor([0, 1, -3]), -100, 1.0)
+                                                  torch.tensor([0, 1, -3]), -100, 1.0, True)
     with pytest.raises(ValueError):
         torch.ops.lit_align.token_logprobs(torch.randn(3, 5), torch.tensor([0, 1, 1]), -100, -1.0)

@@ -59,7 +59,7 @@ def test_matches_reference(device, backend, loss_type, average_log_prob, dtype):
     assert_close(chosen, ref_chosen, tol, "chosen rewards")
     assert_close(rejected, ref_rejected, tol, "rejected rewards")
     assert_close(torch.cat([logp_c, logp_r]), ref_seq, tol, "sequence log-probs")
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=True):
         assert_close(g, r, tol, "gradient")
     assert (grads[0][labels == IGNORE] == 0).all(), "prompt and padding positions get no gradient"
 

@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from lit_align.ops import fused_linear_preference_loss, linear_token_logprobs, preference_loss, token_logprobs
-from tests.ops._cases import DEVICE_BACKENDS, random_labels, randn, skip_if_missing
-
+from tests.ops._cases import DEVICE_BACKENDS, randn, random_labels, skip_if_missing
 
 
 def op(backend: str, name: str):
@@ -24,21 +23,23 @@ def sample_args(device, backend, dtype=torch.float32, seed=0):
     weight = randn(37, 8, dtype=dtype, generator=gen, device=device).requires_grad_()
     bias = randn(37, dtype=dtype, generator=gen, device=device).requires_grad_()
     labels = random_labels(6, 37, 0.3, gen, device)
-    lse = op(backend, "token_logprobs")(logits.detach(), labels, -100, 1.0)[1]
-    lin_lse = op(backend, "linear_token_logprobs")(hidden.detach(), weight.detach(), bias.detach(), labels, -100,
-                                                   1.0)[1]
+    stats = op(backend, "token_logprobs")(logits.detach(), labels, -100, 1.0)[1:]  # (row_max, log_sum)
+    lin_stats = op(backend, "linear_token_logprobs")(hidden.detach(), weight.detach(), bias.detach(), labels, -100,
+                                                     1.0, False)[1:]
     g = randn(6, generator=gen, device=device)
-    # which gradients to compute: (weight and bias) for the C++/CUDA op, (hidden, weight, bias) for Triton's
-    needs = (True, True, True) if backend == "triton" else (True,)
+    # which gradients to compute: (weight and bias) for the C++/CUDA op, (hidden, weight, bias) for Triton's;
+    # then batch_invariant
+    needs = (True, True, True, True) if backend == "triton" else (True, True)
     pairs = [randn(4, generator=gen, device=device).requires_grad_() for _ in range(4)]
     eps = torch.full((4,), 0.1, device=device)
     ids = torch.tensor([0, 0, -1, 2, 2, 1], device=device)
     return {
         "token_logprobs": (logits, labels, -100, 1.0),
-        "token_logprobs_backward": (g, g.flip(0), logits.detach(), labels, lse, -100, 1.0),
-        "linear_token_logprobs": (hidden, weight, bias, labels, -100, 0.8),
+        "token_logprobs_backward": (g, g.flip(0), logits.detach(), labels, *stats, -100, 1.0),
+        "linear_token_logprobs": (hidden, weight, bias, labels, -100, 0.8, False),
+        "linear_token_logprobs_invariant": (hidden, weight, bias, labels, -100, 0.8, True),
         "linear_token_logprobs_backward": (g, g.flip(0), hidden.detach(), weight.detach(), bias.detach(), labels,
-                                           lin_lse, -100, 1.0, *needs),
+                                           *lin_stats, -100, 1.0, *needs),
         "segment_logprobs": (g.clone().requires_grad_(), ids, 3, True),
         "segment_logprobs_backward": (randn(3, generator=gen, device=device), ids, 3, False),
         "preference_loss": (*pairs, eps, 0.1, "sigmoid", 0.0),
@@ -48,20 +49,21 @@ def sample_args(device, backend, dtype=torch.float32, seed=0):
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 @pytest.mark.parametrize("name", ["token_logprobs", "token_logprobs_backward", "linear_token_logprobs",
-                                  "linear_token_logprobs_backward", "segment_logprobs", "segment_logprobs_backward",
-                                  "preference_loss", "preference_loss_backward"])
+                                  "linear_token_logprobs_invariant", "linear_token_logprobs_backward",
+                                  "segment_logprobs", "segment_logprobs_backward", "preference_loss",
+                                  "preference_loss_backward"])
 def test_opcheck(device, backend, name):
     skip_if_missing(backend)
     args = sample_args(device, backend)[name]
-    torch.library.opcheck(op(backend, name).default, args)
+    torch.library.opcheck(op(backend, name.removesuffix("_invariant")).default, args)
 
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 def test_opcheck_without_bias_and_frozen_weight(device, backend):
     skip_if_missing(backend)
-    hidden, weight, _, labels, _, _ = sample_args(device, backend)["linear_token_logprobs"]
+    hidden, weight, _, labels, _, _, _ = sample_args(device, backend)["linear_token_logprobs"]
     torch.library.opcheck(op(backend, "linear_token_logprobs").default,
-                          (hidden, weight.detach(), None, labels, -100, 1.0))
+                          (hidden, weight.detach(), None, labels, -100, 1.0, False))
 
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
@@ -89,7 +91,7 @@ def test_compile_fullgraph(device, backend):
     out = compiled(hidden, weight)
     grads = torch.autograd.grad(out, (hidden, weight))
     torch.testing.assert_close(out, eager_out)
-    for g, e in zip(grads, eager_grads):
+    for g, e in zip(grads, eager_grads, strict=True):
         torch.testing.assert_close(g, e)
 
 

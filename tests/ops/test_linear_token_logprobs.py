@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lit_align.ops import linear_token_logprobs, linear_token_logprobs_reference
-from tests.ops._cases import DEVICE_BACKENDS, IGNORE, assert_close, random_labels, randn, skip_if_missing
+from tests.ops._cases import DEVICE_BACKENDS, IGNORE, assert_close, randn, random_labels, skip_if_missing
 
 # (N, H, V, bias, temperature): N=1, V smaller/not a multiple of any tile, H odd, temperature != 1.
 CASES = [(1, 8, 5, False, 1.0), (7, 16, 33, True, 1.0), (33, 24, 130, False, 0.7), (20, 32, 1031, True, 1.4)]
@@ -17,7 +17,8 @@ TOL = {
 }
 
 
-def check_against_reference(device, backend, dtype, n, h, v, use_bias, temperature, seed, ignore_share=0.3):
+def check_against_reference(device, backend, dtype, n, h, v, use_bias, temperature, seed, ignore_share=0.3,
+                            batch_invariant=False):
     gen = torch.Generator().manual_seed(seed)
     hidden = randn(n, h, dtype=dtype, generator=gen, device=device).requires_grad_()
     weight = randn(v, h, scale=h ** -0.5, dtype=dtype, generator=gen, device=device).requires_grad_()
@@ -26,7 +27,8 @@ def check_against_reference(device, backend, dtype, n, h, v, use_bias, temperatu
     grad_out = randn(n, generator=gen, device=device, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
     inputs = [t for t in (hidden, weight, bias) if t is not None]
 
-    out = linear_token_logprobs(hidden, weight, labels, bias=bias, temperature=temperature, backend=backend)
+    out = linear_token_logprobs(hidden, weight, labels, bias=bias, temperature=temperature, backend=backend,
+                                batch_invariant=batch_invariant)
     grads = torch.autograd.grad((out * grad_out).sum(), inputs)
 
     ref_inputs = [t.detach().double().requires_grad_() for t in inputs]
@@ -39,7 +41,7 @@ def check_against_reference(device, backend, dtype, n, h, v, use_bias, temperatu
     assert (grads[0][labels == IGNORE] == 0).all(), "ignored rows must get no hidden gradient"
     tol = TOL[dtype]
     assert_close(out, ref, tol["out"], f"{backend} logp")
-    for name, grad, ref_grad in zip(("hidden", "weight", "bias"), grads, ref_grads):
+    for name, grad, ref_grad in zip(("hidden", "weight", "bias"), grads, ref_grads, strict=False):
         assert grad.dtype == dtype, name
         scale = max(1.0, float(ref_grad.abs().max()))
         assert_close(grad, ref_grad.to(dtype), (tol["grad"][0] * scale, tol["grad"][1]), f"{backend} grad_{name}")
@@ -48,9 +50,11 @@ def check_against_reference(device, backend, dtype, n, h, v, use_bias, temperatu
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n,h,v,use_bias,temperature", CASES)
-def test_matches_reference(device, backend, dtype, n, h, v, use_bias, temperature):
+@pytest.mark.parametrize("batch_invariant", [False, True], ids=["default", "invariant"])
+def test_matches_reference(device, backend, dtype, n, h, v, use_bias, temperature, batch_invariant):
     skip_if_missing(backend)
-    check_against_reference(device, backend, dtype, n, h, v, use_bias, temperature, seed=n * 100 + v)
+    check_against_reference(device, backend, dtype, n, h, v, use_bias, temperature, seed=n * 100 + v,
+                            batch_invariant=batch_invariant)
 
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
@@ -89,24 +93,26 @@ def test_frozen_weight_and_all_ignored(device, backend):
     assert (out == 0).all() and (hidden.grad == 0).all() and (weight.grad == 0).all()
 
 
-@pytest.mark.parametrize("backend", ["torch", "cpp"])
-def test_gradcheck_float64(backend):
+@pytest.mark.parametrize("backend,batch_invariant", [("torch", False), ("cpp", False), ("cpp", True)])
+def test_gradcheck_float64(backend, batch_invariant):
     skip_if_missing(backend)
     gen = torch.Generator().manual_seed(6)
     hidden = randn(5, 6, dtype=torch.float64, generator=gen).requires_grad_()
     weight = randn(11, 6, dtype=torch.float64, generator=gen).requires_grad_()
     bias = randn(11, dtype=torch.float64, generator=gen).requires_grad_()
     labels = random_labels(5, 11, 0.3, gen)
-    fn = lambda h, w, b: linear_token_logprobs(h, w, labels, bias=b, temperature=0.7, backend=backend)  # noqa: E731
+    fn = lambda h, w, b: linear_token_logprobs(h, w, labels, bias=b, temperature=0.7, backend=backend,  # noqa: E731
+                                               batch_invariant=batch_invariant)
     assert torch.autograd.gradcheck(fn, (hidden, weight, bias))
 
 
 @settings(max_examples=20, deadline=None)
 @given(n=st.integers(1, 50), h=st.integers(1, 40), v=st.integers(1, 600), ignore_share=st.floats(0, 1),
-       use_bias=st.booleans(), seed=st.integers(0, 2**31 - 1))
-def test_hypothesis_cpp(n, h, v, ignore_share, use_bias, seed):
+       use_bias=st.booleans(), seed=st.integers(0, 2**31 - 1), batch_invariant=st.booleans())
+def test_hypothesis_cpp(n, h, v, ignore_share, use_bias, seed, batch_invariant):
     skip_if_missing("cpp")
-    check_against_reference("cpu", "cpp", torch.float32, n, h, v, use_bias, 1.0, seed, ignore_share)
+    check_against_reference("cpu", "cpp", torch.float32, n, h, v, use_bias, 1.0, seed, ignore_share,
+                            batch_invariant)
 
 
 @pytest.mark.parametrize("valid", [64, 16, 0])

@@ -72,11 +72,11 @@ def test_matches_reference(device, backend, loss_type, dtype, smoothing):
     ref_grads = torch.autograd.grad((ref[0] * grad_out).sum(), live)
 
     tol = (1e-12, 1e-10) if dtype == torch.float64 else (1e-5, 1e-5)
-    for name, a, b in zip(("loss", "chosen_rewards", "rejected_rewards"), out, ref):
+    for name, a, b in zip(("loss", "chosen_rewards", "rejected_rewards"), out, ref, strict=True):
         assert a.dtype == dtype
         assert name == "loss" or not a.requires_grad, "rewards are detached"
         assert_close(a, b, tol, f"{backend} {loss_type} {name}")
-    for a, b in zip(grads, ref_grads):
+    for a, b in zip(grads, ref_grads, strict=True):
         assert_close(a, b, tol, f"{backend} {loss_type} gradient")
 
 

@@ -11,8 +11,8 @@ TOL = {torch.float64: (1e-12, 1e-12), torch.float32: (1e-5, 1e-5)}
 def by_hand(values, mask, mean):
     """Row-by-row Python loop: the simplest possible statement of the reduction."""
     out = []
-    for row, keep in zip(values.tolist(), mask.tolist()):
-        kept = [x for x, k in zip(row, keep) if k]
+    for row, keep in zip(values.tolist(), mask.tolist(), strict=True):
+        kept = [x for x, k in zip(row, keep, strict=True) if k]
         total = sum(kept)
         out.append(total / len(kept) if (mean and kept) else total)
     return torch.tensor(out, dtype=torch.float64)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lit_align.ops import token_logprobs, token_logprobs_reference
-from tests.ops._cases import DEVICE_BACKENDS, IGNORE, TOL, assert_close, random_labels, randn, skip_if_missing
+from tests.ops._cases import DEVICE_BACKENDS, IGNORE, TOL, assert_close, randn, random_labels, skip_if_missing
 
 # (N, V, temperature, logit scale): N=1, V=1, V not a multiple of any block, temperature != 1, huge logits.
 CASES = [(1, 1, 1.0, 1.0), (1, 7, 1.0, 3.0), (5, 33, 0.7, 2.0), (37, 257, 1.0, 4.0), (16, 4099, 1.3, 5.0),
@@ -90,7 +90,8 @@ def test_leading_dimensions_and_custom_ignore_index(device, backend):
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 def test_logsumexp_output_gradient(device, backend):
-    """The kernels' second output (per-row logsumexp) is differentiable: check it against the reference."""
+    """The kernels' statistics (row_max, log_sum) give lse = row_max / T + log_sum, differentiable through log_sum
+    (row_max is the constant shift): check value and gradient against the reference."""
     skip_if_missing(backend)
     gen = torch.Generator().manual_seed(11)
     logits = randn(7, 45, dtype=torch.float64, generator=gen, device=device)
@@ -100,9 +101,11 @@ def test_logsumexp_output_gradient(device, backend):
     x = logits.clone().requires_grad_()
     if backend == "triton":
         from lit_align.ops.triton.token_logprobs import triton_token_logprobs
-        logp, lse = triton_token_logprobs(x, labels, IGNORE, 0.9)
+        logp, row_max, log_sum = triton_token_logprobs(x, labels, IGNORE, 0.9)
     else:
-        logp, lse = torch.ops.lit_align.token_logprobs(x, labels, IGNORE, 0.9)
+        logp, row_max, log_sum = torch.ops.lit_align.token_logprobs(x, labels, IGNORE, 0.9)
+    assert not row_max.requires_grad, "row_max is the softmax shift, not differentiated"
+    lse = row_max / 0.9 + log_sum
     (grad,) = torch.autograd.grad((logp * a + lse * b).sum(), x)
     y = logits.clone().requires_grad_()
     ref_logp, ref_lse = token_logprobs_reference(y, labels, temperature=0.9, return_lse=True)

@@ -1,8 +1,8 @@
 """Triton kernels for lit_align.ops (the backend="triton" path), one file per op family.
 
-    token_logprobs.py         online-logsumexp over the vocabulary, gradient written from the saved lse
+    token_logprobs.py         online-logsumexp over the vocabulary, gradient from the saved (row max, log-sum)
     linear_token_logprobs.py  LM head + token log-probs without materialising logits (Cut Cross-Entropy style)
-    segment_logprobs.py       per-sequence sums/means of token log-probs (packed or padded)
+    segment_logprobs.py       per-sequence sums/means of token log-probs (packed or padded), deterministic
     preference_loss.py        the DPO family and Bradley-Terry, one elementwise kernel per loss type
     _common.py                small jit helpers shared by the files above
 

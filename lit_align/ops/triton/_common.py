@@ -1,5 +1,10 @@
 """Small pieces shared by the Triton op files: compute dtypes, exact float arguments, the streaming logsumexp.
 
+Softmax statistics are two numbers per row, as in every backend (csrc/ops.cpp): the raw row max m (before the
+temperature) and the sum s = sum_j exp((x_j - m) * scale), scale = 1 / T; probabilities are rebuilt as
+exp((x_j - m) * scale - log s), never from one large float32 logsumexp. `one_minus_p` forms the label's
+1 - p_y without cancellation.
+
 Statistics are kept in float32, or float64 when the inputs are float64 (the FP64 constexpr of every kernel).
 Registration (`register_op`): on a GPU each op is a torch.library.triton_op whose kernels are launched
 through `wrap_triton`, so torch.compile traces into them. Under the interpreter (TRITON_INTERPRET=1, CPU
@@ -106,13 +111,28 @@ def scalar(x, FP64: tl.constexpr):
 
 
 @triton.jit
-def logsumexp_rescale(m, s, block_max):
+def logsumexp_rescale(m, s, block_max, scale):
     """One step of the streaming logsumexp: (new max, finite shift, running sum rescaled to that shift).
 
-    m, s: running max and sum of exp(z - m) ([] or [ROWS]); block_max: max of the next block of z.
+    m, s: running raw max and sum of exp((x - m) * scale) ([] or [ROWS]); block_max: max of the next raw block.
     The shift is 0 while everything seen is -inf, so that exp(-inf - -inf) never makes a NaN.
-    The caller adds sum(exp(z - shift)) to the returned sum.
+    The caller adds sum(exp((x - shift) * scale)) to the returned sum.
     """
     m_new = tl.maximum(m, block_max)
     shift = tl.where(m_new == float("-inf"), 0.0, m_new)
-    return m_new, shift, s * tl.exp(m - shift)
+    return m_new, shift, s * tl.exp((m - shift) * scale)
+
+
+@triton.jit
+def one_minus_p(p, log_p, FP64: tl.constexpr):
+    """1 - p for p = exp(log_p), without cancellation: directly below 1/2, as -expm1(log_p) above.
+
+    Above 1/2, |log_p| <= ln 2 and expm1 is its Taylor series in Horner form (to x^10 / 10!, or x^18 / 18! for
+    float64: truncation below the dtype's epsilon), with no libdevice call (the interpreter has none).
+    """
+    DEGREE: tl.constexpr = 18 if FP64 else 10
+    x = tl.maximum(log_p, -1.0)  # the series is used above p = 1/2 only; this keeps the other lanes finite
+    e = 1.0 + x / DEGREE
+    for k in tl.static_range(DEGREE - 1, 1, -1):
+        e = 1.0 + x / k * e
+    return tl.where(p < 0.5, 1.0 - p, -(x * e))

@@ -1,10 +1,13 @@
 """Triton segment_logprobs: per-segment sums (or means) of token log-probs, the packed form of sequence scores.
 
 values[N] with segment_ids[N] in [-1, S) (-1: excluded, e.g. prompt or padding) -> out[S] in values' dtype.
-Forward: BLOCK tokens per program add their values (float32, float64 for float64) and, for a mean, a count
-into per-segment accumulators with atomics (segments need not be sorted or contiguous); a second small
-kernel divides by max(count, 1) (an empty segment scores 0) and casts. Backward: each token reads its
-segment's gradient, divided by the segment's count for a mean (the counts are recomputed, as the C++ op does).
+Forward, deterministic and batch invariant (float atomics would add a segment's tokens in a different order
+on every run): a stable argsort groups each segment's tokens in token order (segments need not be sorted or
+contiguous), integer atomics count them, and one program per segment sums its tokens in BLOCK-wide lanes
+(token k of the segment in lane k % BLOCK, in float32, float64 for float64), reduces the lanes with a fixed
+tree and divides by max(count, 1) for a mean (an empty segment scores 0). A segment's score so depends on its
+own tokens only. Backward: each token reads its segment's gradient, divided by the segment's count for a
+mean (the counts are recomputed, as the C++ op does).
 
     triton_segment_logprobs(values[N], segment_ids[N], num_segments, mean) -> [S]
 """
@@ -20,28 +23,31 @@ BLOCK = 1024
 
 
 @triton.jit
-def _segment_accumulate_kernel(
-    values_ptr, ids_ptr, sums_ptr, counts_ptr,  # (N,), (N,) int64, (S,) compute dtype, (S,) int32
-    N, S, ADD_VALUES: tl.constexpr, COUNT: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr,
-):
+def _segment_count_kernel(ids_ptr, counts_ptr, N, S, BLOCK: tl.constexpr):
+    # ids (N,) int64 -> counts (S,) int32 += tokens per segment (integer atomics: exact in any order)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ids = tl.load(ids_ptr + offs, mask=offs < N, other=-1)
     keep = (ids >= 0) & (ids < S)
-    if ADD_VALUES:
-        values = upcast(tl.load(values_ptr + offs, mask=keep, other=0.0), FP64)
-        tl.atomic_add(sums_ptr + ids, values, mask=keep)
-    if COUNT:
-        tl.atomic_add(counts_ptr + ids, tl.full([BLOCK], 1, tl.int32), mask=keep)
+    tl.atomic_add(counts_ptr + ids, tl.full([BLOCK], 1, tl.int32), mask=keep)
 
 
 @triton.jit
-def _segment_finish_kernel(sums_ptr, counts_ptr, out_ptr, S, MEAN: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < S
-    total = tl.load(sums_ptr + offs, mask=mask, other=0.0)  # (BLOCK,)
+def _segment_sum_kernel(values_ptr, order_ptr, starts_ptr, counts_ptr, out_ptr, MEAN: tl.constexpr,
+                        FP64: tl.constexpr, BLOCK: tl.constexpr):
+    # One program per segment: values[order[start : start + count]] (its tokens, in token order) -> out (S,)
+    segment = tl.program_id(0)
+    start = tl.load(starts_ptr + segment)
+    count = tl.load(counts_ptr + segment)
+    acc = upcast(tl.zeros([BLOCK], tl.float32), FP64)
+    for k0 in range(0, count, BLOCK):
+        offs = k0 + tl.arange(0, BLOCK)
+        mask = offs < count
+        token = tl.load(order_ptr + start + offs, mask=mask, other=0)
+        acc += upcast(tl.load(values_ptr + token, mask=mask, other=0.0), FP64)
+    total = tl.sum(acc, axis=0)
     if MEAN:
-        total = total / tl.maximum(tl.load(counts_ptr + offs, mask=mask, other=1), 1).to(total.dtype)
-    tl.store(out_ptr + offs, total, mask=mask)
+        total = total / tl.maximum(count, 1).to(total.dtype)
+    tl.store(out_ptr + segment, total)
 
 
 @triton.jit
@@ -62,9 +68,8 @@ def _counts(segment_ids: torch.Tensor, num_segments: int) -> torch.Tensor:
     counts = segment_ids.new_zeros(num_segments, dtype=torch.int32)  # (S,)
     n = segment_ids.numel()
     if n and num_segments:
-        wrap_triton(_segment_accumulate_kernel)[(triton.cdiv(n, BLOCK),)](
-            counts, segment_ids, counts, counts, n, num_segments, ADD_VALUES=False, COUNT=True, FP64=False,
-            BLOCK=BLOCK)
+        wrap_triton(_segment_count_kernel)[(triton.cdiv(n, BLOCK),)](segment_ids, counts, n, num_segments,
+                                                                      BLOCK=BLOCK)
     return counts
 
 
@@ -73,17 +78,15 @@ def _segment_logprobs(values: torch.Tensor, segment_ids: torch.Tensor, num_segme
                       mean: bool) -> torch.Tensor:
     n = values.numel()
     stat = compute_dtype(values.dtype)
-    sums = values.new_zeros(num_segments, dtype=stat)  # (S,) accumulators
-    counts = segment_ids.new_zeros(num_segments if mean else 0, dtype=torch.int32)  # (S,) or unused
-    out = values.new_empty(num_segments)  # (S,)
+    out = values.new_empty(num_segments, dtype=stat)  # (S,)
     if num_segments:
-        if n:
-            wrap_triton(_segment_accumulate_kernel)[(triton.cdiv(n, BLOCK),)](
-                values, segment_ids, sums, counts, n, num_segments, ADD_VALUES=True, COUNT=mean,
-                FP64=stat == torch.float64, BLOCK=BLOCK)
-        wrap_triton(_segment_finish_kernel)[(triton.cdiv(num_segments, BLOCK),)](
-            sums, counts if mean else sums, out, num_segments, MEAN=mean, BLOCK=BLOCK)
-    return out
+        order = torch.argsort(segment_ids, stable=True)  # (N,) excluded (-1) first, then segment by segment
+        counts = _counts(segment_ids, num_segments)  # (S,)
+        ends = torch.cumsum(counts, 0) + (n - counts.sum())  # (S,) past each segment's run in `order`
+        starts = ends - counts
+        wrap_triton(_segment_sum_kernel)[(num_segments,)](values, order, starts, counts, out, MEAN=mean,
+                                                          FP64=stat == torch.float64, BLOCK=BLOCK)
+    return out.to(values.dtype)
 
 
 @register_op("triton_segment_logprobs_backward")

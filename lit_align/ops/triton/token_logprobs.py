@@ -1,17 +1,19 @@
-"""Triton token_logprobs: log_softmax(logits / T)[label] per row, and its backward, from one saved lse per row.
+"""Triton token_logprobs: log_softmax(logits / T)[label] per row, and its backward, from two statistics per row.
 
 Forward: one program per row streams the vocabulary in BLOCK_V chunks with an online max/sum (float32, or
-float64 for float64 logits) and writes logp = z_label - lse and lse = logsumexp(z), z = logits / T.
+float64 for float64 logits) and writes logp, the raw row max m and log_sum = log sum_j exp((x_j - m) / T).
 Backward: one program per row re-reads the logits and writes, in the logits' dtype,
-    grad_logits = (g_logp * onehot + (g_lse - g_logp) * exp(z - lse)) / T,
-computed in float32 before the single rounding (so p_label - 1 never rounds through bf16). No [N, V]
-float32 temporary exists besides the gradient itself. Rows whose label == ignore_index give logp = lse = 0
-and a zero gradient, and their logits are never read.
+    grad_logits = (g_logp * onehot + (g_log_sum - g_logp) * p) / T,   p = exp((x - m) / T - log_sum),
+computed in float32 before the single rounding; the label's entry is (g_log_sum * p_y + g_logp * (1 - p_y)) / T
+with 1 - p_y from one_minus_p (no cancellation when p_y is close to 1). No [N, V] float32 temporary exists
+besides the gradient itself. Rows whose label == ignore_index give zeros and a zero gradient, and their
+logits are never read. Batch invariant: a row's program, block size (from V only) and reduction order do not
+depend on the other rows.
 
 Registered as "lit_align::triton_token_logprobs" (+ "_backward") with register_autograd: a triton_op on GPUs
 so that torch.compile sees the kernels, a custom_op under the interpreter (see _common.register_op).
 
-    triton_token_logprobs(logits[N, V], labels[N], ignore_index, temperature) -> (logp[N], lse[N])
+    triton_token_logprobs(logits[N, V], labels[N], ignore_index, temperature) -> (logp, row_max, log_sum) [N]
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import triton.language as tl
 from lit_align.ops.triton._common import (
     compute_dtype,
     logsumexp_rescale,
+    one_minus_p,
     register_op,
     scalar,
     upcast,
@@ -34,37 +37,40 @@ MAX_BLOCK_V = 4096  # 16 float32 values per thread at 8 warps: one streaming pas
 
 @triton.jit
 def _token_logprobs_fwd_kernel(
-    logits_ptr, labels_ptr, logp_ptr, lse_ptr,  # (N, V), (N,), (N,), (N,)
-    V, stride_row, ignore_index, temperature: tl.float64,
+    logits_ptr, labels_ptr, logp_ptr, max_ptr, log_sum_ptr,  # (N, V), (N,) x4
+    V, stride_row, ignore_index, inv_temperature: tl.float64,
     FP64: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     label = tl.load(labels_ptr + row)
     if label == ignore_index:
         tl.store(logp_ptr + row, 0.0)
-        tl.store(lse_ptr + row, 0.0)
+        tl.store(max_ptr + row, 0.0)
+        tl.store(log_sum_ptr + row, 0.0)
         return
-    t = scalar(temperature, FP64)
+    scale = scalar(inv_temperature, FP64)
     row_ptr = logits_ptr + row * stride_row  # int64: N * V may exceed 2**31
     m = scalar(float("-inf"), FP64)
     s = scalar(0.0, FP64)
     for start in range(0, V, BLOCK_V):
         cols = start + tl.arange(0, BLOCK_V)
-        z = upcast(tl.load(row_ptr + cols, mask=cols < V, other=float("-inf")), FP64) / t  # (BLOCK_V,)
-        m, shift, s = logsumexp_rescale(m, s, tl.max(z, axis=0))
-        s += tl.sum(tl.exp(z - shift), axis=0)
-    lse = m + tl.log(s)
-    target = upcast(tl.load(row_ptr + label), FP64) / t
-    tl.store(logp_ptr + row, target - lse)
-    tl.store(lse_ptr + row, lse)
+        x = upcast(tl.load(row_ptr + cols, mask=cols < V, other=float("-inf")), FP64)  # (BLOCK_V,) raw
+        m, shift, s = logsumexp_rescale(m, s, tl.max(x, axis=0), scale)
+        s += tl.sum(tl.exp((x - shift) * scale), axis=0)
+    log_sum = tl.log(s)
+    target = upcast(tl.load(row_ptr + label), FP64)
+    tl.store(logp_ptr + row, (target - m) * scale - log_sum)
+    tl.store(max_ptr + row, m)
+    tl.store(log_sum_ptr + row, log_sum)
 
 
 @triton.jit
 def _token_logprobs_bwd_kernel(
-    grad_logp_ptr, grad_lse_ptr, logits_ptr, labels_ptr, lse_ptr, grad_logits_ptr,  # (N,) x2, (N, V), (N,) x2, (N, V)
-    V, stride_row, stride_grad_row, ignore_index, temperature: tl.float64,
+    grad_logp_ptr, grad_log_sum_ptr, logits_ptr, labels_ptr, max_ptr, log_sum_ptr, grad_logits_ptr,
+    V, stride_row, stride_grad_row, ignore_index, inv_temperature: tl.float64,
     FP64: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
+    # (N,) x2, (N, V), (N,) x3, (N, V)
     row = tl.program_id(0).to(tl.int64)
     label = tl.load(labels_ptr + row)
     grad_row_ptr = grad_logits_ptr + row * stride_grad_row
@@ -73,17 +79,22 @@ def _token_logprobs_bwd_kernel(
             cols = start + tl.arange(0, BLOCK_V)
             tl.store(grad_row_ptr + cols, tl.zeros([BLOCK_V], tl.float32), mask=cols < V)
         return
-    t = scalar(temperature, FP64)
+    scale = scalar(inv_temperature, FP64)
     row_ptr = logits_ptr + row * stride_row
-    lse = upcast(tl.load(lse_ptr + row), FP64)
+    m = upcast(tl.load(max_ptr + row), FP64)
+    log_sum = upcast(tl.load(log_sum_ptr + row), FP64)
     g_logp = upcast(tl.load(grad_logp_ptr + row), FP64)
-    g_softmax = upcast(tl.load(grad_lse_ptr + row), FP64) - g_logp  # weight of softmax in the gradient
+    g_log_sum = upcast(tl.load(grad_log_sum_ptr + row), FP64)
+    coef = (g_log_sum - g_logp) * scale  # weight of softmax in the gradient
+    log_p_label = (upcast(tl.load(row_ptr + label), FP64) - m) * scale - log_sum
+    p_label = tl.exp(log_p_label)
+    label_grad = (g_log_sum * p_label + g_logp * one_minus_p(p_label, log_p_label, FP64)) * scale
     for start in range(0, V, BLOCK_V):
         cols = start + tl.arange(0, BLOCK_V)
         mask = cols < V
-        z = upcast(tl.load(row_ptr + cols, mask=mask, other=0.0), FP64) / t  # (BLOCK_V,)
-        grad = g_softmax * tl.exp(z - lse) + tl.where(cols == label, g_logp, 0.0)
-        tl.store(grad_row_ptr + cols, grad / t, mask=mask)  # one rounding, to the logits' dtype
+        x = upcast(tl.load(row_ptr + cols, mask=mask, other=float("-inf")), FP64)  # (BLOCK_V,)
+        grad = tl.where(cols == label, label_grad, coef * tl.exp((x - m) * scale - log_sum))
+        tl.store(grad_row_ptr + cols, grad, mask=mask)  # one rounding, to the logits' dtype
 
 
 def _block_v(vocab: int) -> int:
@@ -96,43 +107,43 @@ def _num_warps(block_v: int) -> int:
 
 @register_op("triton_token_logprobs")
 def _token_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int,
-                    temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+                    temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     n, vocab = logits.shape
     stat = compute_dtype(logits.dtype)
-    logp = logits.new_empty(n, dtype=stat)  # (N,)
-    lse = logits.new_empty(n, dtype=stat)  # (N,)
+    logp, row_max, log_sum = (logits.new_empty(n, dtype=stat) for _ in range(3))  # (N,) each
     if n:
         block_v = _block_v(vocab)
         wrap_triton(_token_logprobs_fwd_kernel)[(n,)](
-            logits, labels, logp, lse, vocab, logits.stride(0), ignore_index, temperature,
+            logits, labels, logp, row_max, log_sum, vocab, logits.stride(0), ignore_index, 1.0 / temperature,
             FP64=stat == torch.float64, BLOCK_V=block_v, num_warps=_num_warps(block_v))
-    return logp, lse
+    return logp, row_max, log_sum
 
 
 @register_op("triton_token_logprobs_backward")
-def _token_logprobs_backward(grad_logp: torch.Tensor, grad_lse: torch.Tensor, logits: torch.Tensor,
-                             labels: torch.Tensor, lse: torch.Tensor, ignore_index: int,
+def _token_logprobs_backward(grad_logp: torch.Tensor, grad_log_sum: torch.Tensor, logits: torch.Tensor,
+                             labels: torch.Tensor, row_max: torch.Tensor, log_sum: torch.Tensor, ignore_index: int,
                              temperature: float) -> torch.Tensor:
     n, vocab = logits.shape
     grad_logits = torch.empty_like(logits, memory_format=torch.contiguous_format)  # (N, V)
     if n:
         block_v = _block_v(vocab)
         wrap_triton(_token_logprobs_bwd_kernel)[(n,)](
-            grad_logp, grad_lse, logits, labels, lse, grad_logits, vocab, logits.stride(0),
-            grad_logits.stride(0), ignore_index, temperature,
+            grad_logp, grad_log_sum, logits, labels, row_max, log_sum, grad_logits, vocab, logits.stride(0),
+            grad_logits.stride(0), ignore_index, 1.0 / temperature,
             FP64=compute_dtype(logits.dtype) == torch.float64, BLOCK_V=block_v, num_warps=_num_warps(block_v))
     return grad_logits
 
 
 def _setup_context(ctx, inputs, output):
     logits, labels, ctx.ignore_index, ctx.temperature = inputs
-    ctx.save_for_backward(logits, labels, output[1])
+    ctx.mark_non_differentiable(output[1])  # row_max: the softmax shift, a constant
+    ctx.save_for_backward(logits, labels, output[1], output[2])
 
 
-def _backward(ctx, grad_logp, grad_lse):
-    logits, labels, lse = ctx.saved_tensors
-    grad_logits = _token_logprobs_backward(zeros_if_none(grad_logp, lse), zeros_if_none(grad_lse, lse), logits,
-                                           labels, lse, ctx.ignore_index, ctx.temperature)
+def _backward(ctx, grad_logp, _grad_row_max, grad_log_sum):
+    logits, labels, row_max, log_sum = ctx.saved_tensors
+    grad_logits = _token_logprobs_backward(zeros_if_none(grad_logp, log_sum), zeros_if_none(grad_log_sum, log_sum),
+                                           logits, labels, row_max, log_sum, ctx.ignore_index, ctx.temperature)
     return grad_logits, None, None, None
 
 
@@ -140,6 +151,7 @@ _token_logprobs.register_autograd(_backward, setup_context=_setup_context)
 
 
 def triton_token_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int,
-                          temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logp [N], lse [N]) of contiguous logits [N, V] and int64 labels [N]; differentiable w.r.t. logits."""
+                          temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logp, row_max, log_sum) [N] of contiguous logits [N, V] and int64 labels [N]; differentiable w.r.t. logits
+    through logp and log_sum (row_max is the constant shift: lse = row_max / T + log_sum)."""
     return _token_logprobs(logits.contiguous(), labels.contiguous(), int(ignore_index), float(temperature))
