@@ -1,8 +1,9 @@
 """Scalar-output models: reward models, discriminators and their ensembles.
 
-A reward model or discriminator is any AutoModelForSequenceClassification with one label (loaders.py builds
-one from a causal-LM checkpoint or an encoder such as MiniLM); its score for a sequence is the logit at the
-model's own pooling position (the last non-pad token for decoders, [CLS] for encoders).
+A reward model or discriminator is any AutoModelForSequenceClassification with one label
+(`loading.load_sequence_classifier` builds one from a causal-LM checkpoint or an encoder such as MiniLM); its
+score for a sequence is the logit at the model's own pooling position (the last non-pad token for decoders,
+[CLS] for encoders).
 """
 from __future__ import annotations
 
