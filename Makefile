@@ -9,7 +9,7 @@ export PIP_CONSTRAINT := $(abspath constraints.txt)
 export MAX_JOBS ?= 2
 SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*)
 
-.PHONY: demo test build env bench clean
+.PHONY: demo test build env bench lint clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,6 +29,9 @@ build: $(VENV)/.built
 
 test: build
 	$(PY) -m pytest -q -x -p no:cacheprovider tests
+
+lint: env
+	$(VENV)/bin/ruff check .
 
 demo: build
 	$(PY) -m lit_align.demo
