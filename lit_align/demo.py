@@ -1,39 +1,133 @@
 """`make demo` / `lit-align demo`: the whole pipeline on the bundled task suite, from nothing, on a CPU.
 
     suite (data, tokenizer, tiny Llama) -> SFT -> reward model -> DPO, PPO, RLOO, RLGAF (each from the SFT model)
-      -> evaluation on held-out prompts
+      -> greedy evaluation on the held-out splits
 
-for each seed (`--recipes` picks the aligned recipes), then a before/after table (greedy task success on the
-held-out "test" and "transfer" splits,
-checker score, reward-model score, KL to the SFT model, distinct words per response — success alone can be
-gamed by repetition) and PNG plots of the training curves. Every stage writes its output under
---out/seed<s>/<stage>/ through a temporary folder renamed when complete, plus a done.json; a rerun (or a
-run restarted after a crash) skips the stages already done. Progress bars show training and evaluation.
+for each seed, then a before/after table and PNG plots of the training curves. The default run is one seed with
+DPO and RLOO; `--full` is the report of the README (seeds 0 and 1, DPO, PPO, RLOO and RLGAF).
+
+One source of truth: every training stage is the packaged recipe config (lit_align/configs/<recipe>.yaml, what
+`lit-align fit --config <recipe>` runs): its model and data classes with their arguments and the trainer's
+schedule (max_epochs, max_steps, gradient_clip_val). The demo puts only its own things on top: the paths (the
+configs' artifacts/suite/... and artifacts/<stage> become --out/suite/... and --out/seed<s>/<stage>) and the seed.
+
+Evaluation (greedy, on the first --limit rows of each held-out file): task success on the "test" prompts in
+seen and unseen phrasings (trained families; an unseen phrasing uses a part of the grammar never trained) and
+on the "transfer" prompts (the two held-out families), plus on the test prompts the checker score, the reward
+model's score, KL to the SFT model and diversity (distinct words per response, distinct responses; success
+alone can be gamed by repetition).
+
+Every stage writes --out/seed<s>/<stage>/ through a temporary folder renamed when complete, with a done.json
+holding a key: a hash of the suite's manifest, the stage's settings and the keys of the stages it starts from.
+A rerun (or a run restarted after a crash) skips a stage whose key matches and redoes one made from another
+suite or other settings (and, through the keys, everything after it).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib
 import json
 import os
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Hyper-parameters measured on the 2-core CPU machine (see README, "The demo").
-SETTINGS = {
-    "sft": dict(epochs=3, lr=3e-3, batch_size=32),
-    "reward": dict(epochs=1, lr=1e-3, batch_size=32),
-    "dpo": dict(epochs=3, lr=1e-3, batch_size=16, beta=0.5, rpo_alpha=0.2),
-    # Online recipes (reward: the task checker; RLGAF: a discriminator on expert.jsonl only); steps = optimizer steps;
-    # the learning rate warms up over 5% of them, then decays (cosine) to 10%: a constant rate did worse.
-    "ppo": dict(steps=1200, lr=2e-4, batch_size=64, update_epochs=2, mini_batches=2, kl_coef=0.05),
-    "rloo": dict(steps=400, lr=5e-4, batch_size=16, samples_per_prompt=4, kl_coef=0.05),
-    "rlgaf": dict(steps=400, lr=1e-4, batch_size=16, update_epochs=2, kl_coef=0.05, disc_lr=1e-4,
-                  disc_warmup_steps=20),
-    "eval": dict(max_new_tokens=24, limit=200),
-}
+RECIPES = ("dpo", "ppo", "rloo", "rlgaf")
+ONLINE = ("ppo", "rloo", "rlgaf")
+DEFAULT_RUN = {"seeds": [0], "recipes": ["dpo", "rloo"]}
+FULL_RUN = {"seeds": [0, 1], "recipes": list(RECIPES)}
+EVAL = {"max_new_tokens": 24, "batch_size": 64}
+"""Greedy evaluation; max_new_tokens is the online configs' (the longest answer the policies were trained on)."""
+FIT_KEYS = ("max_epochs", "max_steps", "gradient_clip_val", "log_every_n_steps")
+"""The trainer settings a recipe config decides; the demo's trainer is otherwise fixed (CPU, one device)."""
+
+
+def read_config(recipe: str) -> dict[str, Any]:
+    """The packaged recipe config (lit_align/configs/<recipe>.yaml) as a dict."""
+    import yaml
+
+    from lit_align.config_files import ROOT
+
+    return yaml.safe_load((ROOT / f"{recipe}.yaml").read_text())
+
+
+def relocate(path: str, suite: Path, root: Path) -> str:
+    """A config path into the demo's folders: artifacts/suite/X -> <suite>/X, artifacts/<stage> -> <root>/<stage>."""
+    parts = Path(path).parts
+    if len(parts) < 2 or parts[0] != "artifacts":
+        raise ValueError(f"config path {path!r}: the demo expects artifacts/suite/... or artifacts/<stage>")
+    return str(suite.joinpath(*parts[2:]) if parts[1] == "suite" else root.joinpath(*parts[1:]))
+
+
+PATH_ARGS = {"model": ("model", "expert_file"), "data": ("train_file", "tokenizer")}
+"""The init_args that are paths (relocated); every other argument is the config's, as written."""
+
+
+@dataclass
+class Spec:
+    """One training stage as the demo runs it: the config's classes and arguments, the demo's paths and seed."""
+
+    recipe: str
+    model_class: str
+    model_args: dict[str, Any]
+    data_class: str
+    data_args: dict[str, Any]
+    fit: dict[str, Any]
+    config: dict[str, Any]  # the packaged config as read (hashed into the stage key)
+
+
+def spec(recipe: str, suite: Path, root: Path, seed: int) -> Spec:
+    """The stage `recipe` for one seed: the packaged config with the demo's paths and seed on top."""
+    config = read_config(recipe)
+    sections = {}
+    for part in ("model", "data"):
+        args = dict(config[part].get("init_args") or {})
+        for name in PATH_ARGS[part]:
+            if name in args:
+                args[name] = relocate(args[name], suite, root)
+        sections[part] = args
+    sections["data"]["seed"] = seed
+    if recipe in ONLINE:
+        sections["model"]["seed"] = seed  # the sampling seeds
+    trainer = config.get("trainer") or {}
+    return Spec(recipe, config["model"]["class_path"], sections["model"], config["data"]["class_path"],
+                sections["data"], {k: trainer[k] for k in FIT_KEYS if k in trainer}, config)
+
+
+def load_class(path: str):
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def build(s: Spec):
+    """(module, data module) of a stage; the data's vocabulary size and pad id are linked as `lit-align fit` does."""
+    data = load_class(s.data_class)(**s.data_args)
+    module = load_class(s.model_class)(**s.model_args, vocab_size=data.vocab_size, pad_token_id=data.pad_token_id)
+    return module, data
+
+
+def train(s: Spec, out: Path) -> dict:
+    """Fit the stage on CPU, log its curves to out/logs, export the model into out."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    pl.seed_everything(s.data_args["seed"])
+    module, data = build(s)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=CSVLogger(out, name="logs", version=0),
+                         callbacks=[RichProgressBar(leave=True)], enable_checkpointing=False,
+                         enable_model_summary=False, limit_val_batches=0, **s.fit)
+    trainer.fit(module, data)
+    module.export(str(out), data.tokenizer)
+    return {"metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}, "fit": s.fit}
+
+
+def digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -42,150 +136,105 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def stage(folder: Path, fn) -> dict:
-    """Run fn(tmp_folder) unless folder/done.json exists; the folder appears only once fn has finished."""
+def stage(folder: Path, key: str, fn) -> dict:
+    """Run fn(tmp_folder) unless folder/done.json holds `key`; the folder appears only once fn has finished."""
     done = folder / "done.json"
     if done.exists():
-        print(f"[demo] {folder}: already done, skipped")
-        return json.loads(done.read_text())
+        info = json.loads(done.read_text())
+        if info.get("key") == key:
+            print(f"[demo] {folder}: already done, skipped")
+            return info
+        print(f"[demo] {folder}: made from another suite or other settings, redone")
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     start = time.time()
     info = fn(tmp) or {}
-    info["seconds"] = round(time.time() - start, 1)
+    info.update(key=key, seconds=round(time.time() - start, 1))
     write_json(tmp / "done.json", info)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return info
 
 
-def trainer(logs: Path, name: str, epochs: int = -1, steps: int = -1):
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger
-
-    return pl.Trainer(max_epochs=epochs, max_steps=steps, accelerator="cpu", devices=1,
-                      logger=CSVLogger(logs, name=name, version=0), callbacks=[RichProgressBar(leave=True)],
-                      enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=5,
-                      limit_val_batches=0)
-
-
-def fit_and_export(module, data, out: Path, logs: Path, name: str, epochs: int = -1, steps: int = -1) -> dict:
-    fit = trainer(logs, name, epochs, steps)
-    fit.fit(module, data)
-    module.export(str(out), data.tokenizer)
-    return {k: float(v) for k, v in fit.callback_metrics.items()}
-
-
-def online(suite: Path, root: Path, seed: int, name: str):
-    """The stage function of an online recipe: from the SFT model, prompts.jsonl, the settings above."""
-    import lightning.pytorch as pl
-
-    from lit_align.data.datamodule import PromptDataModule
-    from lit_align.modules import PPOModule, RLGAFModule, RLOOModule
-
-    settings = dict(SETTINGS[name])
-    steps, batch_size = settings.pop("steps"), settings.pop("batch_size")
-    cls = {"ppo": PPOModule, "rloo": RLOOModule, "rlgaf": RLGAFModule}[name]
-    extra = ({"expert_file": str(suite / "data" / "expert.jsonl"), "monitor": [{"kind": "checker"}]}
-             if name == "rlgaf" else {"rewards": [{"kind": "checker"}]})
-
-    def run(out):
-        pl.seed_everything(seed)
-        dm = PromptDataModule(str(suite / "data" / "prompts.jsonl"), str(root / "sft"), batch_size=batch_size,
-                              max_length=128, seed=seed)
-        module = cls(str(root / "sft"), max_new_tokens=SETTINGS["eval"]["max_new_tokens"], seed=seed, **extra,
-                     **settings)
-        return fit_and_export(module, dm, out, root / "logs", name, steps=steps)
-
-    return run
-
-
-def run_seed(suite: Path, root: Path, seed: int, recipes: list[str]) -> dict:
-    import lightning.pytorch as pl
-
-    from lit_align.data.datamodule import PreferenceDataModule, SFTDataModule
-    from lit_align.modules import DPOModule, RewardModule, SFTModule
-
-    data, logs = suite / "data", root / "logs"
-    s, r, d = SETTINGS["sft"], SETTINGS["reward"], SETTINGS["dpo"]
-
-    def sft(out):
-        pl.seed_everything(seed)
-        dm = SFTDataModule(str(data / "sft.jsonl"), str(suite / "model"), batch_size=s["batch_size"], max_length=128,
-                           seed=seed)
-        module = SFTModule(str(suite / "model"), lr=s["lr"], vocab_size=dm.vocab_size)
-        return fit_and_export(module, dm, out, logs, "sft", s["epochs"])
-
-    def reward(out):
-        pl.seed_everything(seed)
-        dm = PreferenceDataModule(str(data / "preference.jsonl"), str(root / "sft"), batch_size=r["batch_size"],
-                                  max_length=128, seed=seed)
-        module = RewardModule(str(root / "sft"), lr=r["lr"], pad_token_id=dm.pad_token_id)
-        return fit_and_export(module, dm, out, logs, "reward", r["epochs"])
-
-    def dpo(out):
-        pl.seed_everything(seed)
-        dm = PreferenceDataModule(str(data / "preference.jsonl"), str(root / "sft"), batch_size=d["batch_size"],
-                                  max_length=128, seed=seed)
-        module = DPOModule(str(root / "sft"), lr=d["lr"], beta=d["beta"], rpo_alpha=d["rpo_alpha"])
-        return fit_and_export(module, dm, out, logs, "dpo", d["epochs"])
-
-    stage(root / "sft", sft)
-    stage(root / "reward", reward)
-    for name in recipes:
-        stage(root / name, dpo if name == "dpo" else online(suite, root, seed, name))
-    first = ["sft", "dpo"] if "dpo" in recipes else ["sft"]
-    results = stage(root / "evaluation", lambda out: evaluate(suite, root, first))
-    for name in recipes:
-        if name not in first:
-            results.update(stage(root / f"evaluation_{name}", lambda out, n=name: evaluate(suite, root, [n])))
-    results.pop("seconds", None)
+def run_seed(suite: Path, root: Path, seed: int, recipes: list[str], limit: int | None) -> dict[str, dict]:
+    """Train and evaluate every stage of one seed; returns {model: evaluation} for "sft" and each recipe."""
+    fingerprint = digest((suite / "data" / "manifest.json").read_text())
+    keys: dict[str, str] = {}
+    for recipe in ["sft", "reward", *recipes]:
+        s = spec(recipe, suite, root, seed)
+        after = keys["sft"] if recipe != "sft" else None  # every stage after SFT starts from the SFT model
+        keys[recipe] = digest(fingerprint, s.config, seed, after)
+        stage(root / recipe, keys[recipe], lambda out, s=s: train(s, out))
+    results = {}
+    for model in ["sft", *recipes]:
+        key = digest(keys[model], keys["sft"], keys["reward"], EVAL, limit)
+        info = stage(root / f"eval_{model}", key, lambda out, m=model: evaluate(suite, root, m, limit))
+        results[model] = {split: info[split] for split in ("test", "transfer")}
     return results
 
 
-def evaluate(suite: Path, root: Path, recipes: list[str]) -> dict:
-    """Greedy evaluation of each named policy ("sft", "dpo", ...) on the test and transfer splits."""
+def evaluate(suite: Path, root: Path, model: str, limit: int | None) -> dict:
+    """Greedy evaluation of one policy ("sft", "dpo", ...) on the test and transfer splits, by phrasing/family."""
     from lit_align.models.loading import load_causal_lm, load_sequence_classifier, load_tokenizer
     from lit_align.rollout.evaluate import evaluate_policy, read_task_rows
+    from lit_align.tasks.evaluate import score_by
 
-    e = SETTINGS["eval"]
     tokenizer = load_tokenizer(str(root / "sft"))
-    sft_model = load_causal_lm(str(root / "sft"))
+    sft = load_causal_lm(str(root / "sft"))
     reward_model = load_sequence_classifier(str(root / "reward"))
+    policy = sft if model == "sft" else load_causal_lm(str(root / model))
     results = {}
-    for name in recipes:
-        policy = sft_model if name == "sft" else load_causal_lm(str(root / name))
-        for split in ("test", "transfer"):
-            rows = read_task_rows(suite / "data" / f"{split}.jsonl", e["limit"])
-            result = evaluate_policy(policy, tokenizer, rows, reward_model=reward_model, reward_tokenizer=tokenizer,
-                                     reference=sft_model if split == "test" else None,
-                                     max_new_tokens=e["max_new_tokens"], progress=f"{name} on {split}")
-            results[f"{name}/{split}"] = result
+    for split in ("test", "transfer"):
+        rows = read_task_rows(suite / "data" / f"{split}.jsonl", limit)
+        result = evaluate_policy(policy, tokenizer, rows, reward_model=reward_model, reward_tokenizer=tokenizer,
+                                 reference=sft if split == "test" else None, progress=f"{model} on {split}",
+                                 num_examples=len(rows), **EVAL)
+        responses = [example["response"] for example in result["examples"]]  # every row's greedy answer
+        result["examples"] = result["examples"][:5]
+        for column in ("phrasing", "family"):
+            result[column] = score_by(rows, responses, column)
+        results[split] = result
     return results
 
 
-COLUMNS = [("test", "success", "greedy success (test)", "{:.0%}"),
-           ("transfer", "success", "success (transfer)", "{:.0%}"),
-           ("test", "score", "checker score", "{:.2f}"), ("test", "reward", "reward", "{:+.2f}"),
-           ("test", "kl", "KL to SFT", "{:.2f}"), ("test", "distinct_words", "distinct words", "{:.2f}"),
-           ("test", "distinct_responses", "distinct responses", "{:.0%}")]
+def seen(res: dict) -> float:
+    return res["test"]["phrasing"]["seen"]["success_rate"]
+
+
+def unseen(res: dict) -> float:
+    return res["test"]["phrasing"]["unseen"]["success_rate"]
+
+
+def transfer(res: dict) -> float:
+    return res["transfer"]["success"]
+
+
+COLUMNS = [("success (test, seen phrasings)", seen, "{:.0%}"),
+           ("success (test, unseen phrasings)", unseen, "{:.0%}"),
+           ("success (transfer)", transfer, "{:.0%}"),
+           ("checker score", lambda r: r["test"]["score"], "{:.2f}"),
+           ("reward", lambda r: r["test"]["reward"], "{:+.2f}"),
+           ("KL to SFT", lambda r: r["test"]["kl"], "{:.2f}"),
+           ("distinct words", lambda r: r["test"]["distinct_words"], "{:.2f}"),
+           ("distinct responses", lambda r: r["test"]["distinct_responses"], "{:.0%}")]
 
 
 def table(results: dict[int, dict], recipes: list[str]) -> str:
-    """A Markdown table: one row per (seed, model), then each recipe's gain over SFT in test success per seed."""
-    head = "| seed | model | " + " | ".join(c[2] for c in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
+    """A Markdown table: one row per (seed, model), then each recipe's gains over SFT per seed."""
+    lines = ["| seed | model | " + " | ".join(c[0] for c in COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 2)]
     for seed, res in results.items():
         for model in ["sft", *recipes]:
-            cells = [fmt.format(res[f"{model}/{split}"].get(key, float("nan"))) for split, key, _, fmt in COLUMNS]
+            cells = [fmt.format(get(res[model])) for _, get, fmt in COLUMNS]
             lines.append(f"| {seed} | {model.upper()} | " + " | ".join(cells) + " |")
     lines.append("")
     for model in recipes:
-        gains = [res[f"{model}/test"]["success"] - res["sft/test"]["success"] for res in results.values()]
-        lines.append(f"{model.upper()} gain in held-out greedy success: " + ", ".join(
-            f"seed {s}: {g * 100:+.0f} points" for s, g in zip(results, gains, strict=True)))
+        parts = []
+        for what, get in (("seen", seen), ("unseen", unseen), ("transfer", transfer)):
+            gains = ", ".join(f"{(get(res[model]) - get(res['sft'])) * 100:+.0f}" for res in results.values())
+            parts.append(f"{what} {gains}")
+        lines.append(f"{model.upper()} gain in greedy success over SFT, points (seed {', '.join(map(str, results))}): "
+                     + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -221,13 +270,10 @@ def plot(out: Path, seeds: list[int], panels: list[tuple[str, str, str]], name: 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
-    axes = axes[0]
-    for ax, (recipe, column, title) in zip(axes, panels, strict=True):
+    for ax, (recipe, column, title) in zip(axes[0], panels, strict=True):
         for seed in seeds:
-            csv = out / f"seed{seed}" / "logs" / recipe / "version_0" / "metrics.csv"
-            if not csv.exists():
-                continue
-            points = read_curve(csv, column)
+            csv = out / f"seed{seed}" / recipe / "logs" / "version_0" / "metrics.csv"
+            points = read_curve(csv, column) if csv.exists() else []
             if points:
                 steps, values = zip(*points, strict=True)
                 ax.plot(steps, smooth(values, 9 if name != "curves.png" else 5), label=f"seed {seed}")
@@ -243,12 +289,17 @@ def plot(out: Path, seeds: list[int], panels: list[tuple[str, str, str]], name: 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lit-align demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("artifacts/demo"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--recipes", nargs="+", default=["dpo", "ppo", "rloo", "rlgaf"],
-                        choices=["dpo", "ppo", "rloo", "rlgaf"], help="aligned recipes to run from the SFT model")
+    parser.add_argument("--full", action="store_true",
+                        help=f"the README's report: seeds {FULL_RUN['seeds']}, recipes {' '.join(FULL_RUN['recipes'])} "
+                             f"(default: seeds {DEFAULT_RUN['seeds']}, recipes {' '.join(DEFAULT_RUN['recipes'])})")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds to run (overrides --full's)")
+    parser.add_argument("--recipes", nargs="+", choices=RECIPES, help="aligned recipes to run from the SFT model")
+    parser.add_argument("--limit", type=int, default=400, help="evaluate the first N prompts of each held-out file")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 is fastest for the tiny model and immune to a busy machine")
     args = parser.parse_args(argv)
+    run = FULL_RUN if args.full else DEFAULT_RUN
+    seeds, recipes = args.seeds or run["seeds"], args.recipes or run["recipes"]
     warnings.filterwarnings("ignore", message=r".*(does not have many workers|eval mode|Total length of).*")
     import torch
 
@@ -258,14 +309,14 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     suite = args.out / "suite"
     build_suite(["--out", str(suite)])
-    results = {seed: run_seed(suite, args.out / f"seed{seed}", seed, args.recipes) for seed in args.seeds}
-    report = table(results, args.recipes)
+    results = {seed: run_seed(suite, args.out / f"seed{seed}", seed, recipes, args.limit) for seed in seeds}
+    report = table(results, recipes)
     (args.out / "results.md").write_text(report + "\n")
     write_json(args.out / "results.json", {str(k): v for k, v in results.items()})
-    pngs = [plot(args.out, args.seeds, OFFLINE_PANELS)]
-    online_panels = [p for p in ONLINE_PANELS if p[0] in args.recipes]
+    pngs = [plot(args.out, seeds, [p for p in OFFLINE_PANELS if p[0] in ("sft", "reward", *recipes)])]
+    online_panels = [p for p in ONLINE_PANELS if p[0] in recipes]
     if online_panels:
-        pngs.append(plot(args.out, args.seeds, online_panels, "curves_online.png"))
+        pngs.append(plot(args.out, seeds, online_panels, "curves_online.png"))
     print("\n" + report)
     print(f"\ncurves: {', '.join(map(str, pngs))}; results: {args.out / 'results.md'}; "
           f"total {time.time() - start:.0f} s")

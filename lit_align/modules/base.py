@@ -31,6 +31,7 @@ class AlignModule(pl.LightningModule):
         dtype: parameter dtype of the loaded model ("float32", "bfloat16", ...).
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
+        betas: AdamW's (beta1, beta2); a lower beta2 (0.95) forgets old gradient scales sooner.
         warmup_ratio: share of the optimizer steps spent warming the learning rate up linearly from 0.
         scheduler: "cosine" (decay to min_lr_ratio * lr), "linear" or "constant" after warm-up.
         min_lr_ratio: the final learning rate of the cosine/linear schedule, as a share of lr.
@@ -39,15 +40,19 @@ class AlignModule(pl.LightningModule):
         gradient_checkpointing: recompute activations in the backward to save memory.
         trust_remote_code: passed to from_pretrained; keep False unless you trust the repository.
         backend: lit_align.ops backend ("auto", "torch", "cpp", "triton", "cuda").
+        batch_invariant: run the fused ops in their batch-invariant mode: a row's log-probs do not depend on the
+            other rows of the batch, given its hidden states (the LM head and log-softmax only; the transformer's
+            own matmuls and attention still vary with the batch). Not with backend="torch".
         vocab_size: the tokenizer's size (linked from the data module); the embeddings are checked against it.
         pad_token_id: the tokenizer's pad id (linked from the data module).
     """
 
     def __init__(self, model: str, dtype: str = "float32", lr: float = 1e-3, weight_decay: float = 0.0,
-                 warmup_ratio: float = 0.05, scheduler: Literal["cosine", "linear", "constant"] = "cosine",
+                 betas: tuple[float, float] = (0.9, 0.999), warmup_ratio: float = 0.05,
+                 scheduler: Literal["cosine", "linear", "constant"] = "cosine",
                  min_lr_ratio: float = 0.1, lora: dict[str, Any] | None = None, gradient_checkpointing: bool = False,
-                 trust_remote_code: bool = False, backend: str = "auto", vocab_size: int | None = None,
-                 pad_token_id: int | None = None):
+                 trust_remote_code: bool = False, backend: str = "auto", batch_invariant: bool = False,
+                 vocab_size: int | None = None, pad_token_id: int | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = None
@@ -79,7 +84,8 @@ class AlignModule(pl.LightningModule):
     # ---- optimisation -----------------------------------------------------------------------------------
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas),
+                                      weight_decay=self.hparams.weight_decay)
         total = self.total_steps()
         schedule = lr_schedule(total, self.hparams.warmup_ratio, self.hparams.scheduler, self.hparams.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
