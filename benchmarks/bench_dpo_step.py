@@ -69,7 +69,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_ops import Footnotes, _add_memory, _choices, _free, _reason, _summary, _sync, _timed  # noqa: E402
+from benchmarks import harness  # noqa: E402
 from benchmarks.memory import cpu_peak, cuda_peak, run_in_child  # noqa: E402
 
 MODULE = "benchmarks.bench_dpo_step"  # the name the CPU memory processes import this file by
@@ -84,7 +84,7 @@ DEFAULTS = {
 }
 # Imported by the forkserver once, so that each CPU memory process starts with them loaded (about 10 s otherwise).
 PRELOAD = ["torch", "transformers", "transformers.models.llama.modeling_llama", "trl", "trl.trainer.dpo_trainer",
-           "datasets", "lit_align.ops", "lit_align.modules.dpo", "benchmarks.bench_ops", MODULE]
+           "datasets", "lit_align.ops", "lit_align.modules.dpo", "benchmarks.harness", MODULE]
 # bfloat16: TRL rounds each logit tile to bf16 before its fp32 log-softmax, and one AdamW step on bf16 weights
 # rounds updates to the weights' resolution, so the second loss can differ at the per-mille level.
 TOLERANCE = {"float32": 1e-4, "bfloat16": 1e-2}
@@ -191,7 +191,7 @@ class Unavailable(Exception):
 @dataclasses.dataclass
 class Runner:
     step: Callable[[], torch.Tensor]  # one training step; returns the (detached) loss
-    logps: Callable[[], tuple[float, float]]  # mean chosen / rejected sequence log-probs of the first step
+    logprobs: Callable[[], tuple[float, float]]  # mean chosen / rejected sequence log-probs of the first step
     keep: tuple = ()  # objects that must outlive the runner's closures (models, trainer, optimizer)
 
 
@@ -311,7 +311,7 @@ def measure_cuda_memory(provider: str, setup: Setup, warmup: int) -> dict:
         runner.step()
     peak = cuda_peak(runner.step)
     del runner
-    _free("cuda")
+    harness.free("cuda")
     return peak
 
 
@@ -330,7 +330,7 @@ def measure_cpu_memory(provider: str, setup: Setup, warmup: int) -> dict:
 
 def _row(provider: str, **values) -> dict:
     row = dict(provider=provider, time_ms=None, time_ms_p20=None, time_ms_p80=None, times_ms=None, time_na=None,
-               tokens_per_s=None, peak_mib=None, held_mib=None, memory_na=None, losses=None, logps=None)
+               tokens_per_s=None, peak_mib=None, held_mib=None, memory_na=None, losses=None, logprobs=None)
     row.update(values)
     return row
 
@@ -344,13 +344,13 @@ def run_providers(providers: list[str], setup: Setup, args, tokens: int) -> list
         try:
             runner = build_runner(provider, setup, args.device)
             losses = [float(runner.step()) for _ in range(args.warmup)]
-            _sync(args.device)
-            rows[provider].update(losses=losses, logps=list(runner.logps()))
+            harness.sync(args.device)
+            rows[provider].update(losses=losses, logprobs=list(runner.logprobs()))
             runners[provider] = runner
         except Exception as error:  # noqa: BLE001 - any failure is reported as the row's reason
-            rows[provider].update(time_na=_reason(error), memory_na=_reason(error))
+            rows[provider].update(time_na=harness.reason(error), memory_na=harness.reason(error))
         runner = None
-        _free(args.device)
+        harness.free(args.device)
     times: dict[str, list[float]] = {p: [] for p in runners}
     failed: dict[str, str] = {}
     print(f"[bench_dpo_step] timing {args.repeats} steps each, interleaved ...", file=sys.stderr, flush=True)
@@ -359,66 +359,67 @@ def run_providers(providers: list[str], setup: Setup, args, tokens: int) -> list
             if provider in failed:
                 continue
             try:
-                elapsed, loss = _timed(runner.step, args.device)
+                elapsed, loss = harness.timed(runner.step, args.device)
                 times[provider].append(elapsed)
                 del loss
             except Exception as error:  # noqa: BLE001
-                failed[provider] = _reason(error)
+                failed[provider] = harness.reason(error)
     runner = None
     for provider in runners:
         if provider in failed:
             rows[provider]["time_na"] = failed[provider]
         else:
-            rows[provider].update(_summary(times[provider]), times_ms=times[provider])
+            rows[provider].update(harness.summary(times[provider]), times_ms=times[provider])
             rows[provider]["tokens_per_s"] = tokens / (rows[provider]["time_ms"] / 1e3)
     runners.clear()
-    _free(args.device)
+    harness.free(args.device)
     measure = measure_cuda_memory if args.device == "cuda" else measure_cpu_memory
-    _add_memory(rows, lambda provider: measure(provider, setup, args.warmup),
+    harness.add_memory(rows, lambda provider: measure(provider, setup, args.warmup),
                 lambda provider: f"[bench_dpo_step] {provider}", args)
     return [rows[p] for p in providers]
 
 
-def add_ratios(rows: list[dict]) -> None:
-    """time_ratio / memory_ratio: each row over TRL's (None where either is n/a); max_rel_diff: the largest
-    relative difference of the checked values (the first two step losses, step 1's logps) from TRL's."""
+def add_agreement(rows: list[dict]) -> None:
+    """max_rel_diff: the largest relative difference of the checked values (the first two step losses, step 1's
+    log-probs) from TRL's (None where either side did not run)."""
     base = next((r for r in rows if r["provider"] == BASELINE), {})
     for row in rows:
-        for key, ratio in (("time_ms", "time_ratio"), ("peak_mib", "memory_ratio")):
-            value, reference = row.get(key), base.get(key)
-            row[ratio] = value / reference if value is not None and reference else None
         mine, theirs = row.get("losses"), base.get("losses")
         if mine is None or theirs is None:
             row["max_rel_diff"] = None
             continue
-        pairs = list(zip(mine[:2], theirs[:2], strict=True)) + list(zip(row["logps"], base["logps"], strict=True))
+        pairs = list(zip(mine[:2], theirs[:2], strict=True)) + list(zip(row["logprobs"], base["logprobs"],
+                                                                         strict=True))
         row["max_rel_diff"] = max(abs(a - b) / max(abs(b), 1e-12) for a, b in pairs)
 
 
 # ---- reporting -------------------------------------------------------------------------------------------------
+def _checked(row: dict) -> str:
+    """The checked values: the first two losses and step 1's mean chosen / rejected log-probs."""
+    losses, logprobs = (row["losses"] or []) + [None, None], row["logprobs"] or [None, None]
+    return " ".join([*(f"{harness.num(v, '.6f'):>9}" for v in losses[:2]),
+                     *(f"{harness.num(v, '.3f'):>12}" for v in logprobs)])
+
+
+COLUMNS = [harness.Column("provider", 10, lambda r, notes: r["provider"], left=True),
+           harness.time_column("step ms", ".1f"),
+           harness.ratio_column("time_ratio", "x trl", 6),
+           harness.Column("tokens/s", 10, lambda r, notes: harness.num(r["tokens_per_s"], ".0f")),
+           harness.memory_column(), harness.ratio_column("memory_ratio", "x trl", 6),
+           harness.Column(f"{'loss 1':>9} {'loss 2':>9} {'logp chosen':>12} {'logp rej':>12}", 45,
+                  lambda r, notes: _checked(r))]
+
+
 def print_table(rows: list[dict], meta: dict, tolerance: float, file=None) -> None:
     file = file or sys.stdout
-    notes = Footnotes()
+    notes = harness.Footnotes()
 
     print(f"\nDPO training step (forward + backward + AdamW): {meta['device_name']}, torch {meta['torch']}, "
           f"trl {meta['trl']}, transformers {meta['transformers']}, lit_align._C "
           f"{'built' if meta['extension_loaded'] else 'not built'}, {meta['threads']} threads", file=file)
     print(f"  {meta['setup']}; {meta['tokens']} non-padding tokens per step; median of {meta['repeats']} steps after "
           f"{meta['warmup']} warm-up", file=file)
-    header = (f"{'provider':<10} {'step ms':>11} {'x trl':>6} {'tokens/s':>10} {'peak MiB':>11} {'x trl':>6} "
-              f"{'loss 1':>9} {'loss 2':>9} {'logp chosen':>12} {'logp rej':>12}")
-    print(header, file=file)
-    print("-" * len(header), file=file)
-    for r in rows:
-        losses = (r["losses"] or []) + [None, None]
-        logps = r["logps"] or [None, None]
-        numbers = " ".join(f"{'-' if v is None else format(v, '.6f'):>9}" for v in losses[:2])
-        numbers += " " + " ".join(f"{'-' if v is None else format(v, '.3f'):>12}" for v in logps)
-        time_cell = notes.cell(r["time_ms"], r["time_na"], ".1f")
-        peak_cell = notes.cell(r["peak_mib"], r["memory_na"], ".1f")
-        print(f"{r['provider']:<10} {time_cell:>11} {notes.ratio(r['time_ratio']):>6} "
-              f"{'-' if r['tokens_per_s'] is None else format(r['tokens_per_s'], '.0f'):>10} "
-              f"{peak_cell:>11} {notes.ratio(r['memory_ratio']):>6} {numbers}", file=file)
+    harness.print_rows(rows, COLUMNS, notes, file)
     notes.print(file)
     for r in rows:
         if r["provider"] != BASELINE and r.get("max_rel_diff") is not None:
@@ -463,7 +464,7 @@ def parse_args(argv) -> argparse.Namespace:
         args.heads = next(h for h in (4, 2, 1) if args.hidden % h == 0)
     if args.intermediate is None:
         args.intermediate = 4 * args.hidden
-    args.providers = _choices(args.providers, PROVIDERS, "--providers")
+    args.providers = harness.choices(args.providers, PROVIDERS, "--providers")
     return args
 
 
@@ -478,7 +479,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         build_model(setup)
         tokens = int(trl_batch(make_examples(setup))["attention_mask"].sum())
         rows = run_providers(args.providers, setup, args, tokens)
-    add_ratios(rows)
+    harness.add_ratios(rows, BASELINE)  # each provider over TRL's
+    add_agreement(rows)
     import transformers
 
     from lit_align.ops import extension_loaded

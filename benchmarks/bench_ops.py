@@ -62,15 +62,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import gc
 import json
 import math
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +74,7 @@ import torch.nn.functional as F
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import harness  # noqa: E402
 from benchmarks.memory import cpu_peak, cuda_peak, run_in_child  # noqa: E402
 
 IGNORE = -100
@@ -136,7 +133,7 @@ def _dpo_labels(rows: int, length: int, vocab: int, device: str, gen: torch.Gene
     return labels.masked_fill((position < prompt) | (position >= length - padding), IGNORE)
 
 
-def _reference_logps(labels: torch.Tensor, vocab: int, gen: torch.Generator) -> torch.Tensor:
+def _reference_logprobs(labels: torch.Tensor, vocab: int, gen: torch.Generator) -> torch.Tensor:
     """Plausible precomputed sequence log-probs (rows,): E[log p] of a label under std-2 logits per token."""
     tokens = (labels != IGNORE).sum(-1).float()
     per_token = -(math.log(vocab) + LOGIT_STD ** 2 / 2)
@@ -158,7 +155,7 @@ def make_inputs(op: str, s: Sizes, device: str) -> dict[str, torch.Tensor]:
                     labels=_labels((s.rows,), s.vocab, 1 / 8, device, gen))
     hidden = _randn(2 * s.pairs, s.seq_len, s.hidden, std=1.0, dtype=dtype, device=device, gen=gen)
     labels = _dpo_labels(2 * s.pairs, s.seq_len, s.vocab, device, gen)  # (2B, T): chosen rows, then rejected
-    ref = _reference_logps(labels, s.vocab, gen)  # (2B,)
+    ref = _reference_logprobs(labels, s.vocab, gen)  # (2B,)
     return dict(hidden=hidden.requires_grad_(), weight=weight.requires_grad_(), labels=labels,
                 ref_chosen=ref[:s.pairs], ref_rejected=ref[s.pairs:])
 
@@ -302,42 +299,22 @@ def _measured(case: Case, mode: str, prepared):
     return None
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def warm_up(case: Case, runs: int, device: str) -> None:
     for _ in range(max(1, runs)):
         _measured(case, "full", _prepare(case, "full"))
     case.zero_grad()
-    _sync(device)
-
-
-def _timed(run_once: Callable[[], Any], device: str) -> tuple[float, Any]:
-    """Wall time of one call of run_once in ms (bracketed by torch.cuda.synchronize() on CUDA), and its result."""
-    _sync(device)
-    start = time.perf_counter()
-    result = run_once()
-    _sync(device)
-    return (time.perf_counter() - start) * 1e3, result
-
-
-def _summary(times: list[float]) -> dict:
-    """time_ms (the median) and time_ms_p20 / time_ms_p80 of the times in ms."""
-    cuts = statistics.quantiles(times, n=5) if len(times) > 1 else [times[0]] * 4
-    return dict(time_ms=statistics.median(times), time_ms_p20=cuts[0], time_ms_p80=cuts[3])
+    harness.sync(device)
 
 
 def measure_time(case: Case, mode: str, repeats: int, device: str) -> dict:
     times = []
     for _ in range(repeats):
         prepared = _prepare(case, mode)
-        elapsed, result = _timed(functools.partial(_measured, case, mode, prepared), device)
+        elapsed, result = harness.timed(functools.partial(_measured, case, mode, prepared), device)
         times.append(elapsed)
         del result, prepared
     case.zero_grad()
-    return _summary(times)
+    return harness.summary(times)
 
 
 def measure_cuda_memory(case: Case, mode: str) -> float:
@@ -362,14 +339,6 @@ def measure_cpu_memory(op: str, provider: str, mode: str, s: Sizes, warmup: int)
 
 
 # ---- running a provider -----------------------------------------------------------------------------------
-def _reason(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
-    if isinstance(error, torch.OutOfMemoryError):
-        text = "out of memory"
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
 def _row(op, provider, mode, **values) -> dict:
     row = dict(op=op, provider=provider, mode=mode, time_ms=None, time_ms_p20=None, time_ms_p80=None,
                time_na=None, peak_mib=None, memory_na=None)
@@ -383,9 +352,9 @@ def bench_provider(op: str, provider: str, s: Sizes, args) -> list[dict]:
         case = build_case(op, provider, s, args.device)
         warm_up(case, args.warmup, args.device)
     except Exception as error:  # noqa: BLE001 - any failure is reported as the row's reason
-        reason = _reason(error)
-        _free(args.device)
-        return [_row(op, provider, m, time_na=reason, memory_na=reason) for m in args.modes]
+        why = harness.reason(error)
+        harness.free(args.device)
+        return [_row(op, provider, m, time_na=why, memory_na=why) for m in args.modes]
     rows = [_row(op, provider, mode, **_try(functools.partial(measure_time, case, mode, args.repeats, args.device),
                                             "time_na"))
             for mode in args.modes]
@@ -395,7 +364,7 @@ def bench_provider(op: str, provider: str, s: Sizes, args) -> list[dict]:
         elif args.device == "cuda":
             row.update(_try(functools.partial(measure_cuda_memory, case, row["mode"]), "memory_na", "peak_mib"))
     del case
-    _free(args.device)
+    harness.free(args.device)
     if args.device == "cpu" and not args.skip_memory:  # in fresh processes, after this one let go of its tensors
         for row in rows:
             measure = functools.partial(measure_cpu_memory, op, provider, row["mode"], s, args.warmup)
@@ -409,80 +378,25 @@ def _try(measure: Callable, na_key: str, key: str | None = None) -> dict:
         value = measure()
         return value if key is None else {key: value}
     except Exception as error:  # noqa: BLE001
-        return {na_key: _reason(error)}
-
-
-def _free(device: str) -> None:
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _add_memory(rows: dict, measure: Callable[[Any], dict], label: Callable[[Any], str], args) -> None:
-    """row.update(measure(key)) for each row (key -> row) without a memory_na yet; --skip-memory or a failure
-    becomes the row's memory_na. For the benchmarks that measure each row's peak memory after timing them all."""
-    for key, row in rows.items():
-        if row["memory_na"] is not None:
-            continue
-        if args.skip_memory:
-            row["memory_na"] = "skipped (--skip-memory)"
-            continue
-        print(f"{label(key)}: peak memory ...", file=sys.stderr, flush=True)
-        try:
-            row.update(measure(key))
-        except Exception as error:  # noqa: BLE001
-            row["memory_na"] = _reason(error)
-            _free(args.device)
-
-
-def add_ratios(rows: list[dict]) -> None:
-    """time_ratio / memory_ratio: each row over eager's row of the same op and mode (None where either is n/a)."""
-    eager = {(r["op"], r["mode"]): r for r in rows if r["provider"] == "eager"}
-    for row in rows:
-        base = eager.get((row["op"], row["mode"]), {})
-        for key, ratio in (("time_ms", "time_ratio"), ("peak_mib", "memory_ratio")):
-            value, reference = row.get(key), base.get(key)
-            row[ratio] = value / reference if value is not None and reference else None
+        return {na_key: harness.reason(error)}
 
 
 # ---- reporting --------------------------------------------------------------------------------------------
-class Footnotes:
-    """Table cells: a formatted number, or "n/a [k]" pointing at the k-th reason printed under the table."""
-
-    def __init__(self):
-        self.reasons: list[str] = []
-
-    def cell(self, value, na, fmt: str) -> str:
-        if value is not None:
-            return format(value, fmt)
-        if na not in self.reasons:
-            self.reasons.append(na)
-        return f"n/a [{self.reasons.index(na) + 1}]"
-
-    @staticmethod
-    def ratio(value) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
-    def print(self, file) -> None:
-        for i, reason in enumerate(self.reasons, 1):
-            print(f"  [{i}] n/a: {reason}", file=file)
+COLUMNS = [harness.Column("op", 22, lambda r, notes: r["op"], left=True),
+           harness.Column("provider", 26, lambda r, notes: r["provider"], left=True),
+           harness.Column("mode", 9, lambda r, notes: r["mode"], left=True),
+           harness.time_column(), harness.ratio_column("time_ratio", "x eager"),
+           harness.memory_column(), harness.ratio_column("memory_ratio", "x eager")]
 
 
 def print_table(rows: list[dict], meta: dict, file=None) -> None:
     file = file or sys.stdout
-    notes = Footnotes()
-
+    notes = harness.Footnotes()
     print(f"\nlit_align op benchmarks: {meta['device_name']}, {meta['dtype']}, torch {meta['torch']}, "
           f"lit_align._C {'built' if meta['extension_loaded'] else 'not built'}, {meta['threads']} threads", file=file)
     for op, size in meta["sizes"].items():
         print(f"  {op}: {size}", file=file)
-    header = f"{'op':<22} {'provider':<26} {'mode':<9} {'time ms':>11} {'x eager':>8} {'peak MiB':>11} {'x eager':>8}"
-    print(header, file=file)
-    print("-" * len(header), file=file)
-    for r in rows:
-        print(f"{r['op']:<22} {r['provider']:<26} {r['mode']:<9} {notes.cell(r['time_ms'], r['time_na'], '.2f'):>11} "
-              f"{notes.ratio(r['time_ratio']):>8} {notes.cell(r['peak_mib'], r['memory_na'], '.1f'):>11} "
-              f"{notes.ratio(r['memory_ratio']):>8}", file=file)
+    harness.print_rows(rows, COLUMNS, notes, file)
     notes.print(file)
 
 
@@ -511,19 +425,11 @@ def parse_args(argv) -> argparse.Namespace:
     for key in ("dtype", "token_rows", "rows", "hidden", "vocab", "pairs", "seq_len", "repeats", "warmup"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
-    args.ops = _choices(args.ops, OPS, "--ops")
-    args.modes = _choices(args.modes, MODES, "--modes")
+    args.ops = harness.choices(args.ops, OPS, "--ops")
+    args.modes = harness.choices(args.modes, MODES, "--modes")
     known = sorted({name for op in OPS for name in PROVIDERS[op]})
-    args.providers = None if args.providers == "all" else _choices(args.providers, known, "--providers")
+    args.providers = None if args.providers == "all" else harness.choices(args.providers, known, "--providers")
     return args
-
-
-def _choices(text: str, allowed, flag: str) -> list[str]:
-    chosen = [c.strip() for c in text.split(",") if c.strip()]
-    unknown = [c for c in chosen if c not in allowed]
-    if unknown or not chosen:
-        raise SystemExit(f"{flag}: unknown {unknown or text!r}; choose from {', '.join(allowed)}")
-    return chosen
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -537,7 +443,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
             print(f"[bench_ops] {op} / {provider} ...", file=sys.stderr, flush=True)
             rows += bench_provider(op, provider, sizes, args)
-    add_ratios(rows)
+    harness.add_ratios(rows, "eager", group=lambda row: (row["op"], row["mode"]))  # each op and mode over eager's
     from lit_align.ops import extension_loaded
 
     meta = dict(argv=list(sys.argv[1:] if argv is None else argv), device=args.device,

@@ -23,7 +23,7 @@ model rarely samples the end-of-sequence token, so nearly every sample runs to -
 Scoring: the samples of the first batch size, in length-sorted batches of --score-batch-size
 (lit_align.rollout.score.completion_batch: prompt + generated tokens, right-padded, labels -100 off the generated
 tokens), built and moved to the device before timing. Providers:
-  lit_align  lit_align.models.causal_lm.shifted_logps(model, batch): the decoder's hidden states and
+  lit_align  lit_align.models.causal_lm.token_logprobs(model, batch): the decoder's hidden states and
              lit_align.ops.linear_token_logprobs (backend "auto": cpp on CPU, the CUDA/Triton kernels on GPU),
              which projects only the generated tokens through the LM head and never holds the (B, T, V) logits
   eager      model(input_ids, attention_mask).logits (B, T, V) -> [:, :-1] -> .float().log_softmax(-1) -> gather of
@@ -71,7 +71,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_ops import Footnotes, _add_memory, _choices, _free, _reason, _summary, _timed  # noqa: E402
+from benchmarks import harness  # noqa: E402
 from benchmarks.memory import cpu_peak, cuda_peak, run_in_child  # noqa: E402
 
 MODULE = "benchmarks.bench_rollout"  # the name the CPU memory processes import this file by
@@ -87,7 +87,7 @@ TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2}
 TINY = dict(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512)  # lit_align.tasks.tiny_model defaults
 # Imported by the forkserver once, so that each CPU memory process starts with them loaded.
 PRELOAD = ["torch", "transformers", "transformers.models.llama.modeling_llama", "lit_align.ops",
-           "lit_align.models.causal_lm", "lit_align.rollout.score", "benchmarks.bench_ops", MODULE]
+           "lit_align.models.causal_lm", "lit_align.rollout.score", "benchmarks.harness", MODULE]
 
 
 # ---- suite, models, samples -----------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def prepare_suite(args, stack: contextlib.ExitStack) -> tuple[str, str]:
     temporary folder with the prompts file (max(--prompts, 1000) rows), the tokenizer and the tiny model. A model
     of another size than the tiny one is built into a temporary folder beside the suite's tokenizer."""
     from lit_align.tasks.__main__ import build
-    from lit_align.tasks.build import build_suite
+    from lit_align.tasks.build import SIZES, build_suite
     from lit_align.tasks.tiny_model import build_tiny_model
     from lit_align.tasks.tokenizer import build_tokenizer
 
@@ -131,8 +131,7 @@ def prepare_suite(args, stack: contextlib.ExitStack) -> tuple[str, str]:
         if not (root / "data" / "manifest.json").exists() or not (root / "tokenizer" / "tokenizer.json").exists() \
                 or (size == TINY and not (root / "model" / "model.safetensors").exists()):
             with contextlib.redirect_stdout(sys.stderr):  # its "data: ..." lines
-                build(root, args.seed, False, 0.5, dict(sft=4000, preference=2000, prompts=1000, expert=1000,
-                                                        heldout=200), 1024)
+                build(root, args.seed, False, 0.5, dict(SIZES), 1024)
     else:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_rollout_")))
         build_suite(root / "data", args.seed, sft_size=8, preference_size=8, prompts_size=max(args.prompts, 1000),
@@ -204,13 +203,13 @@ def score_batches(tokenizer, generations, setup: Setup, device: str) -> list[dic
 
 
 # ---- providers: per-token log-probs (B, T-1) float32 of the shifted labels, 0 off the generated tokens --------
-def lit_align_logps(model, batch: dict) -> torch.Tensor:
-    from lit_align.models.causal_lm import shifted_logps
+def lit_align_logprobs(model, batch: dict) -> torch.Tensor:
+    from lit_align.models.causal_lm import token_logprobs
 
-    return shifted_logps(model, batch)[0]  # fused LM head + log-prob, backend "auto"
+    return token_logprobs(model, batch)  # fused LM head + log-prob, backend "auto"
 
 
-def eager_logps(model, batch: dict) -> torch.Tensor:
+def eager_logprobs(model, batch: dict) -> torch.Tensor:
     from lit_align.data.collate import model_inputs
 
     logits = model(**model_inputs(batch)).logits[:, :-1]  # (B, T-1, V)
@@ -220,8 +219,8 @@ def eager_logps(model, batch: dict) -> torch.Tensor:
     return torch.where(valid, logp, 0.0)  # (B, T-1)
 
 
-LOGPS: dict[str, Callable[[torch.nn.Module, dict], torch.Tensor]] = {"lit_align": lit_align_logps,
-                                                                     "eager": eager_logps}
+LOGPROBS: dict[str, Callable[[torch.nn.Module, dict], torch.Tensor]] = {"lit_align": lit_align_logprobs,
+                                                                        "eager": eager_logprobs}
 
 
 @dataclasses.dataclass
@@ -233,18 +232,18 @@ class Models:
 
 def run_pass(phase: str, provider: str, m: Models) -> list[torch.Tensor]:
     """One pass over all batches; returns the detached log-probs (score: policy then reference per batch)."""
-    logps = LOGPS[provider]
+    logprobs = LOGPROBS[provider]
     out: list[torch.Tensor] = []
     if phase == "score":
         with torch.no_grad():
             for batch in m.batches:
-                out += [logps(m.policy, batch), logps(m.reference, batch)]
+                out += [logprobs(m.policy, batch), logprobs(m.reference, batch)]
         return out
     m.policy.train()
     m.policy.zero_grad(set_to_none=True)
     try:
         for batch in m.batches:
-            logp = logps(m.policy, batch)  # (B, T-1), 0 off the generated tokens
+            logp = logprobs(m.policy, batch)  # (B, T-1), 0 off the generated tokens
             logp.sum().backward()
             out.append(logp.detach())
     finally:
@@ -257,7 +256,7 @@ def measure_cuda_memory(phase: str, provider: str, m: Models) -> dict:
     m.policy.zero_grad(set_to_none=True)
     peak = cuda_peak(functools.partial(run_pass, phase, provider, m))
     m.policy.zero_grad(set_to_none=True)
-    _free("cuda")
+    harness.free("cuda")
     return peak
 
 
@@ -294,19 +293,19 @@ def bench_sampling(policy, tokenizer, prompts, setup: Setup, args) -> tuple[list
                 sample(policy, tokenizer, prompts[:batch_size], setup, batch_size)
             times, tokens = [], []
             for _ in range(args.repeats):
-                elapsed, generations = _timed(functools.partial(sample, policy, tokenizer, prompts, setup, batch_size),
-                                              args.device)
+                run = functools.partial(sample, policy, tokenizer, prompts, setup, batch_size)
+                elapsed, generations = harness.timed(run, args.device)
                 times.append(elapsed)
                 tokens.append(sum(g.num_tokens for g in generations))
                 if kept is None:
                     kept = generations
-            row.update(_summary(times), times_ms=times, tokens=tokens[0], tokens_per_run=tokens,
+            row.update(harness.summary(times), times_ms=times, tokens=tokens[0], tokens_per_run=tokens,
                        finished=sum(g.finished for g in generations))
             row["tokens_per_s"] = statistics.median(t / (ms / 1e3) for t, ms in zip(tokens, times, strict=True))
         except Exception as error:  # noqa: BLE001 - reported as the row's reason
-            row["time_na"] = _reason(error)
+            row["time_na"] = harness.reason(error)
         rows.append(row)
-        _free(args.device)
+        harness.free(args.device)
     return rows, kept
 
 
@@ -338,9 +337,9 @@ def bench_scoring(m: Models, setup: Setup, generations, args, tokens: int, input
                                                if p.grad is not None]
                     del out
             except Exception as error:  # noqa: BLE001
-                rows[(phase, provider)].update(time_na=_reason(error), memory_na=_reason(error))
+                rows[(phase, provider)].update(time_na=harness.reason(error), memory_na=harness.reason(error))
             m.policy.zero_grad(set_to_none=True)
-            _free(args.device)
+            harness.free(args.device)
     live = [key for key, row in rows.items() if row["time_na"] is None]
     times: dict[tuple[str, str], list[float]] = {key: [] for key in live}
     print(f"[bench_rollout] timing {args.repeats} passes each, interleaved ...", file=sys.stderr, flush=True)
@@ -349,21 +348,21 @@ def bench_scoring(m: Models, setup: Setup, generations, args, tokens: int, input
             if rows[key]["time_na"] is not None:
                 continue
             try:
-                elapsed, out = _timed(functools.partial(run_pass, *key, m), args.device)
+                elapsed, out = harness.timed(functools.partial(run_pass, *key, m), args.device)
                 times[key].append(elapsed)
                 del out
             except Exception as error:  # noqa: BLE001
-                rows[key]["time_na"] = _reason(error)
+                rows[key]["time_na"] = harness.reason(error)
         m.policy.zero_grad(set_to_none=True)
     for key in live:
         row = rows[key]
         if row["time_na"] is None:
-            row.update(_summary(times[key]), times_ms=times[key])
+            row.update(harness.summary(times[key]), times_ms=times[key])
             row["tokens_per_s"] = tokens / (row["time_ms"] / 1e3)
             row["input_tokens_per_s"] = input_tokens / (row["time_ms"] / 1e3)
-    _add_memory(rows, lambda key: measure_cuda_memory(*key, m) if args.device == "cuda"
-                else measure_cpu_memory(*key, setup, generations),
-                lambda key: f"[bench_rollout] {key[0]} / {key[1]}", args)
+    harness.add_memory(rows, lambda key: measure_cuda_memory(*key, m) if args.device == "cuda"
+               else measure_cpu_memory(*key, setup, generations),
+               lambda key: f"[bench_rollout] {key[0]} / {key[1]}", args)
     return list(rows.values()), agreement(first, grads, m, args)
 
 
@@ -386,23 +385,8 @@ def agreement(first: dict, grads: dict, m: Models, args) -> dict:
     return result
 
 
-def add_ratios(rows: list[dict]) -> None:
-    """time_ratio / memory_ratio / tokens_per_s_ratio: each row over eager's row of the same phase."""
-    base = {r["phase"]: r for r in rows if r["provider"] == BASELINE}
-    for row in rows:
-        ref = base.get(row["phase"], {})
-        for key, ratio in (("time_ms", "time_ratio"), ("peak_mib", "memory_ratio"),
-                           ("tokens_per_s", "tokens_per_s_ratio")):
-            value, reference = row.get(key), ref.get(key)
-            row[ratio] = value / reference if value is not None and reference else None
-
-
 # ---- reporting -------------------------------------------------------------------------------------------------
-def _num(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def _unit(notes: Footnotes, value, na, fmt: str, unit: str) -> str:
+def _unit(notes: harness.Footnotes, value, na, fmt: str, unit: str) -> str:
     return notes.cell(value, na, fmt) + ("" if value is None else unit)
 
 
@@ -417,40 +401,44 @@ def _verdict(agree: dict) -> str:
     return text + (": same work" if agree["agree"] else ": MISMATCH, the providers disagree")
 
 
+def _tokens_per_s(row: dict, notes: harness.Footnotes) -> str:
+    return harness.num(row["tokens_per_s"], ".0f")
+
+
+SAMPLING_COLUMNS = [harness.Column("batch", 6, lambda r, notes: str(r["batch_size"])),
+                    harness.time_column("pass ms", ".1f"),
+                    harness.Column("gen tokens", 11, lambda r, notes: harness.num(r["tokens"], "d")),
+                    harness.Column("finished", 9, lambda r, notes: harness.num(r["finished"], "d")),
+                    harness.Column("tokens/s", 10, _tokens_per_s)]
+SCORING_COLUMNS = [harness.Column("phase", 6, lambda r, notes: r["phase"], left=True),
+                   harness.Column("provider", 10, lambda r, notes: r["provider"], left=True),
+                   harness.time_column("pass ms", ".1f"),
+                   harness.ratio_column("time_ratio", "x eager"), harness.Column("tokens/s", 10, _tokens_per_s),
+                   harness.ratio_column("tokens_per_s_ratio", "x eager"), harness.memory_column(),
+                   harness.ratio_column("memory_ratio", "x eager")]
+
+
 def print_table(result: dict, file=None) -> None:
     file = file or sys.stdout
-    meta, notes = result["meta"], Footnotes()
+    meta, notes = result["meta"], harness.Footnotes()
     print(f"\nRollout: sampling and scoring, {meta['device_name']}, torch {meta['torch']}, transformers "
           f"{meta['transformers']}, lit_align._C {'built' if meta['extension_loaded'] else 'not built'}, "
           f"{meta['threads']} threads, load average {meta['load_average']}", file=file)
     print(f"  {meta['setup']}", file=file)
     print(f"  sampling: {meta['sequences']} sequences; median of {meta['repeats']} passes after {meta['warmup']} "
           f"warm-up generate calls", file=file)
-    header = f"{'batch':>6} {'pass ms':>11} {'gen tokens':>11} {'finished':>9} {'tokens/s':>10}"
-    print(header, file=file)
-    print("-" * len(header), file=file)
-    for r in result["sampling"]:
-        print(f"{r['batch_size']:>6} {notes.cell(r['time_ms'], r['time_na'], '.1f'):>11} {_num(r['tokens'], 'd'):>11} "
-              f"{_num(r['finished'], 'd'):>9} {_num(r['tokens_per_s'], '.0f'):>10}", file=file)
+    harness.print_rows(result["sampling"], SAMPLING_COLUMNS, notes, file)
     print(f"  scoring: {meta['scored_tokens']} generated tokens scored ({meta['input_tokens']} non-padding input "
           f"tokens) in {meta['score_batches']} batches; score = policy + reference, no grad, counted as one pass over "
           f"the generated tokens; train = policy forward + backward", file=file)
-    header = (f"{'phase':<6} {'provider':<10} {'pass ms':>11} {'x eager':>8} {'tokens/s':>10} {'x eager':>8} "
-              f"{'peak MiB':>11} {'x eager':>8}")
-    print(header, file=file)
-    print("-" * len(header), file=file)
-    for r in result["rows"]:
-        print(f"{r['phase']:<6} {r['provider']:<10} {notes.cell(r['time_ms'], r['time_na'], '.1f'):>11} "
-              f"{notes.ratio(r['time_ratio']):>8} {_num(r['tokens_per_s'], '.0f'):>10} "
-              f"{notes.ratio(r['tokens_per_s_ratio']):>8} {notes.cell(r['peak_mib'], r['memory_na'], '.1f'):>11} "
-              f"{notes.ratio(r['memory_ratio']):>8}", file=file)
+    harness.print_rows(result["rows"], SCORING_COLUMNS, notes, file)
     notes.print(file)
     print(f"  {_verdict(result['agreement'])}", file=file)
 
 
 def markdown(result: dict) -> str:
     """A markdown section: the command, the setup, a sampling table and a scoring table."""
-    meta, notes = result["meta"], Footnotes()
+    meta, notes = result["meta"], harness.Footnotes()
     lines = [f"## Rollout: sampling and scoring ({meta['device_name']})", "", "```", meta["command"], "```",
              f"{meta['setup']}. torch {meta['torch']}, transformers {meta['transformers']}, {meta['threads']} "
              f"thread(s), lit_align._C {'built' if meta['extension_loaded'] else 'not built'}; load average "
@@ -460,7 +448,8 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---|"]
     for r in result["sampling"]:
         lines.append(f"| {r['batch_size']} | {_unit(notes, r['time_ms'], r['time_na'], '.1f', ' ms')} "
-                     f"| {_num(r['tokens'], 'd')} | {_num(r['finished'], 'd')} | {_num(r['tokens_per_s'], '.0f')} |")
+                     f"| {harness.num(r['tokens'], 'd')} | {harness.num(r['finished'], 'd')} "
+                     f"| {harness.num(r['tokens_per_s'], '.0f')} |")
     lines += ["", f"Scoring the {meta['scored_tokens']} generated tokens ({meta['input_tokens']} non-padding input "
               f"tokens, {meta['score_batches']} batches of up to {meta['setup_args']['score_batch_size']}); "
               "*score* = policy + reference log-probs under no_grad, tokens/s counting the two models as one pass "
@@ -471,7 +460,7 @@ def markdown(result: dict) -> str:
     for r in result["rows"]:
         time_cell = _unit(notes, r["time_ms"], r["time_na"], ".1f", " ms")
         peak_cell = _unit(notes, r["peak_mib"], r["memory_na"], ".1f", " MiB")
-        lines.append(f"| {r['phase']} | {r['provider']} | {time_cell} | {_num(r['tokens_per_s'], '.0f')} | "
+        lines.append(f"| {r['phase']} | {r['provider']} | {time_cell} | {harness.num(r['tokens_per_s'], '.0f')} | "
                      f"{peak_cell} | "
                      f"{notes.ratio(r['time_ratio'])} | {notes.ratio(r['tokens_per_s_ratio'])} | "
                      f"{notes.ratio(r['memory_ratio'])} |")
@@ -526,8 +515,8 @@ def parse_args(argv) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         p.error("--batch-sizes: at least one size, each >= 1")
-    args.providers = _choices(args.providers, PROVIDERS, "--providers")
-    args.phases = _choices(args.phases, PHASES, "--phases")
+    args.providers = harness.choices(args.providers, PROVIDERS, "--providers")
+    args.phases = harness.choices(args.phases, PHASES, "--phases")
     return args
 
 
@@ -555,12 +544,13 @@ def main(argv: list[str] | None = None) -> dict:
         params = sum(p.numel() for p in policy.parameters())
         score_shapes = [list(b["input_ids"].shape) for b in m.batches]
         del m, policy, reference
-        _free(args.device)
-    add_ratios(rows)
+        harness.free(args.device)
+    # each row over eager's of the same phase
+    harness.add_ratios(rows, BASELINE, group=lambda row: row["phase"],
+                       ratios=(*harness.RATIOS, ("tokens_per_s", "tokens_per_s_ratio")))
     import transformers
 
-    from lit_align.ops import extension_loaded
-    from lit_align.ops._dispatch import resolve_backend
+    from lit_align.ops import extension_loaded, resolve_backend
 
     omp = os.environ.get("OMP_NUM_THREADS")
     command = shlex.join(["python", "benchmarks/bench_rollout.py", *argv])

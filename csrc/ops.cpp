@@ -1,7 +1,8 @@
 // lit_align::* operator schemas, declared once here (the extension-cpp layout).
 // Each backend registers kernels for them in its own file: cpu/*.cpp with
 // TORCH_LIBRARY_IMPL(lit_align, CPU, m) and cuda/*.cpp with TORCH_LIBRARY_IMPL(lit_align, CUDA, m).
-// Python (lit_align/ops/_library.py) adds the fake (meta) kernels and the autograd formulas.
+// Python adds the fake (meta) kernels (lit_align/ops/_library.py) and the autograd formulas, which the Triton
+// ops share (lit_align/ops/_autograd.py).
 //
 // Conventions shared by every kernel:
 //   * statistics (max, log-sums, sums) in float32 (float64 for float64 inputs);
@@ -43,9 +44,9 @@ TORCH_LIBRARY(lit_align, m) {
         "bool compute_weight_grad, bool batch_invariant) -> (Tensor, Tensor, Tensor)");
   // token_logp [N], segment_ids [N] int64 in [-1, num_segments) (-1: excluded) -> [num_segments]
   // sum (or mean over the included tokens; an empty segment gives 0) per segment.
-  m.def("segment_logprobs(Tensor token_logp, Tensor segment_ids, int num_segments, bool mean) -> Tensor");
+  m.def("sequence_logprobs(Tensor token_logp, Tensor segment_ids, int num_segments, bool mean) -> Tensor");
   // grad [num_segments] -> grad_token_logp [N]
-  m.def("segment_logprobs_backward(Tensor grad, Tensor segment_ids, int num_segments, bool mean) -> Tensor");
+  m.def("sequence_logprobs_backward(Tensor grad, Tensor segment_ids, int num_segments, bool mean) -> Tensor");
   // [B] each; label_smoothing [B]; -> (loss [B], chosen_rewards [B], rejected_rewards [B]) (rewards detached)
   m.def("preference_loss(Tensor policy_chosen, Tensor policy_rejected, Tensor? ref_chosen, Tensor? ref_rejected, "
         "Tensor label_smoothing, float beta, str loss_type, float gamma) -> (Tensor, Tensor, Tensor)");

@@ -1,6 +1,6 @@
 // CPU kernels for lit_align::preference_loss and its backward (schemas: csrc/ops.cpp).
 //
-// One formula table for the DPO family and Bradley-Terry (lit_align/ops/preference_loss.py documents each
+// One formula table for the DPO family and Bradley-Terry (lit_align/losses/preference.py documents each
 // loss and its paper). With margin m = (pc - rc) - (pr - rr) (refs 0 when absent) and label smoothing e:
 //   sigmoid  (1-e) softplus(-b m) + e softplus(b m)
 //   robust   ((1-e) softplus(-b m) - e softplus(b m)) / (1-2e)

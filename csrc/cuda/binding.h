@@ -1,4 +1,4 @@
-// Helpers shared by the CUDA torch bindings (ops_cuda.cpp, linear_cuda.cpp): input checks that raise
+// Helpers shared by the CUDA torch bindings (one <op>_binding.cpp per op): input checks that raise
 // ValueError (TORCH_CHECK_VALUE), the at:: -> CUDA dtype map, typed raw pointers, and the dtype dispatch.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Launchers of lit_align's CUDA kernels, on raw device pointers: no torch headers here, so that every .cu file
-// compiles standalone with `nvcc -c` and the torch binding (ops_cuda.cpp) stays a thin layer of checks,
+// compiles standalone with `nvcc -c` and the torch bindings (*_binding.cpp) stay a thin layer of checks,
 // dtype dispatch and cuBLAS tiles around them.
 //
 // T is the tensor dtype (double, float, __nv_bfloat16, __half); StatT<T> the statistics dtype: double for
@@ -66,7 +66,7 @@ void linear_grad_tile(const StatT<T>* tile, const T* bias_tile, const int64_t* l
                       int64_t cols, int64_t col0, double temperature, T* grad_tile, StatT<T>* grad_bias_tile,
                       cudaStream_t stream);
 
-// ---- segment_logprobs.cu ---------------------------------------------------------------------------------
+// ---- sequence_logprobs.cu ---------------------------------------------------------------------------------
 // Tokens per segment: count_ws [num_segments] (zeroed here) += 1 for each id in [0, num_segments).
 void segment_counts(const int64_t* segment_ids, int64_t n, int64_t num_segments, int32_t* count_ws,
                     cudaStream_t stream);
@@ -76,17 +76,17 @@ void segment_counts(const int64_t* segment_ids, int64_t n, int64_t num_segments,
 // order within a segment), segment s owns order[starts[s] : starts[s] + counts[s]] and one warp sums them in a
 // fixed lane order.
 template <typename T>
-void segment_logprobs_forward(const T* values, const int64_t* order, const int64_t* starts, const int32_t* counts,
-                              int64_t num_segments, bool mean, T* out, cudaStream_t stream);
+void sequence_logprobs_forward(const T* values, const int64_t* order, const int64_t* starts, const int32_t* counts,
+                               int64_t num_segments, bool mean, T* out, cudaStream_t stream);
 
 // grad [num_segments] -> grad_values [n] (grad of the token's segment, / its count for the mean; 0 if skipped).
 // count_ws [num_segments] is scratch, used only when mean.
 template <typename T>
-void segment_logprobs_backward(const T* grad, const int64_t* segment_ids, int64_t n, int64_t num_segments, bool mean,
-                               T* grad_values, int32_t* count_ws, cudaStream_t stream);
+void sequence_logprobs_backward(const T* grad, const int64_t* segment_ids, int64_t n, int64_t num_segments, bool mean,
+                                T* grad_values, int32_t* count_ws, cudaStream_t stream);
 
 // ---- preference_loss.cu ----------------------------------------------------------------------------------
-// The order of lit_align.ops.preference_loss.LOSS_TYPES.
+// The order of lit_align.ops.LOSS_TYPES (lit_align/losses/preference.py LOSSES).
 enum class LossType : int { kSigmoid = 0, kRobust = 1, kHinge = 2, kIpo = 3, kBt = 4, kSimpo = 5 };
 
 // [n] each; ref_chosen / ref_rejected nullable (taken as 0); label_smoothing [n].

@@ -1,7 +1,8 @@
 // linear_token_logprobs on CUDA: the per-tile kernels around the binding's cuBLAS vocabulary tiles.
 //
-// The binding (linear_cuda.cpp) drops ignored rows, then walks the vocabulary in tiles: cuBLAS writes one
-// float32 logits tile hidden_c @ weight[v0:v1].T ([rows, cols], never the full [N, V]) and these kernels use it:
+// The binding (linear_token_logprobs_binding.cpp) drops ignored rows, then walks the vocabulary in tiles:
+// cuBLAS writes one float32 logits tile hidden_c @ weight[v0:v1].T ([rows, cols], never the full [N, V]) and
+// these kernels use it:
 //   * forward  (linear_fold_tile): fold the tile into the running online-logsumexp (max, sum) of each row and
 //     pick the target logit when the label falls in the tile; linear_finalize gives logp and the row's
 //     statistics (raw max, log-sum; never one float32 lse) at the end;

@@ -1,7 +1,7 @@
 // preference_loss on CUDA: the DPO family and Bradley-Terry, elementwise over pairs, one thread per pair.
 //
 // With m = (pc - pr) - rc + rr (refs 0 when absent), e the label smoothing, b = beta, g = gamma, and the
-// numerically stable logsig(x) = min(x, 0) - log1p(exp(-|x|)) (formulas: lit_align/ops/preference_loss.py):
+// numerically stable logsig(x) = min(x, 0) - log1p(exp(-|x|)) (formulas: lit_align/losses/preference.py):
 //   sigmoid / bt / simpo:  (1-e) * -logsig(z) + e * -logsig(-z),  z = b*m, m, b*m - g
 //   robust:                ((1-e) * -logsig(z) - e * -logsig(-z)) / (1 - 2e),  z = b*m
 //   hinge:                 relu(1 - b*m);     ipo: (m - 1/(2b))^2

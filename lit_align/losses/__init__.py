@@ -5,14 +5,26 @@ kl.py             per-token KL estimators (k1, k2, k3) and the adaptive KL coeff
 ppo.py            GAE, the clipped policy loss and the clipped value loss (PPO, Schulman et al.)
 rloo.py           the leave-one-out baseline of RLOO (Ahmadian et al.)
 discriminator.py  binary cross-entropy of an expert-vs-generated discriminator with label smoothing
+preference.py     the DPO family (DPO, cDPO/CREAM smoothing, rDPO, SLiC hinge, IPO, SimPO) and Bradley-Terry
 
-The preference losses (DPO family, Bradley-Terry) are fused kernels: lit_align.ops.preference_loss.
+Training runs the preference losses through the fused op lit_align.ops.preference_loss (kernels of the same
+formulas; lit_align.ops.fused_linear_preference_loss from hidden states); preference.py is their reference.
 """
 from lit_align.losses.discriminator import discriminator_loss
 from lit_align.losses.kl import KL_ESTIMATORS, AdaptiveKLController, token_kl
 from lit_align.losses.masked import masked_mean, masked_sum, masked_whiten
 from lit_align.losses.ppo import gae, policy_loss, value_loss
+from lit_align.losses.preference import (
+    bradley_terry_loss,
+    dpo_loss,
+    hinge_loss,
+    ipo_loss,
+    preference_margin,
+    robust_dpo_loss,
+    simpo_loss,
+)
 from lit_align.losses.rloo import leave_one_out_advantages
 
-__all__ = ["KL_ESTIMATORS", "AdaptiveKLController", "discriminator_loss", "gae", "leave_one_out_advantages",
-           "masked_mean", "masked_sum", "masked_whiten", "policy_loss", "token_kl", "value_loss"]
+__all__ = ["KL_ESTIMATORS", "AdaptiveKLController", "bradley_terry_loss", "discriminator_loss", "dpo_loss", "gae",
+           "hinge_loss", "ipo_loss", "leave_one_out_advantages", "masked_mean", "masked_sum", "masked_whiten",
+           "policy_loss", "preference_margin", "robust_dpo_loss", "simpo_loss", "token_kl", "value_loss"]

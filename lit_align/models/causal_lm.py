@@ -1,7 +1,9 @@
-"""Final hidden states and LM-head parameters of a causal LM, so the fused ops can skip the logits.
+"""A causal LM's log-probs of a batch through the fused ops: final hidden states + LM-head parameters, no logits.
 
 Calling `model(...)` would compute (B, T, V) logits; the fused ops want the decoder's last hidden states and
 the LM head's weight/bias instead. Works through PEFT wrappers (their LoRA layers sit inside the decoder).
+token_logprobs(model, batch) and sequence_logprobs(model, batch) are the model-level entries of the ops of the
+same names: every recipe, reference and scorer gets its log-probs from them.
 """
 from __future__ import annotations
 
@@ -40,27 +42,44 @@ def final_hidden_states(model, batch: dict) -> torch.Tensor:
     return model.get_decoder()(**inputs).last_hidden_state  # (B, T, H)
 
 
-def shifted_logps(model, batch: dict, *, temperature: float = 1.0, backend: str = "auto"):
-    """Per-token log p(label_t | tokens < t): ((B, T-1) float32, labels (B, T-1)) through the fused LM head.
+def token_logprobs(model, batch: dict, *, hidden: torch.Tensor | None = None, temperature: float = 1.0,
+                   backend: str = "auto", batch_invariant: bool = False) -> torch.Tensor:
+    """Per-token log p(label_t | tokens < t) (B, T-1) float32 of a lit_align batch, through the fused LM head
+    (lit_align.ops.linear_token_logprobs): never the (B, T, V) logits; 0 where the label is ignored.
 
-    batch["labels"] (B, T) are aligned with input_ids (HF convention, -100 on prompt and padding).
+    batch["labels"] (B, T) are aligned with input_ids (HF convention, -100 on prompt and padding); the log-prob of
+    position t scores labels[t + 1]. hidden: the model's final hidden states (B, T, H) when the caller has them
+    already (a value head reads them too); computed here otherwise. batch_invariant: a row's log-probs do not depend
+    on the other rows, given its hidden states (the LM head and log-softmax only; see lit_align.ops).
     """
     from lit_align.ops import linear_token_logprobs
 
-    hidden = final_hidden_states(model, batch)[:, :-1]  # (B, T-1, H)
-    labels = batch["labels"][:, 1:]  # (B, T-1)
+    if hidden is None:
+        hidden = final_hidden_states(model, batch)
     weight, bias = lm_head_parameters(model)
-    return linear_token_logprobs(hidden, weight, labels, bias=bias, temperature=temperature, backend=backend), labels
+    return linear_token_logprobs(hidden[:, :-1], weight, batch["labels"][:, 1:], bias=bias, temperature=temperature,
+                                 backend=backend, batch_invariant=batch_invariant)  # (B, T-1)
 
 
-def sequence_logps(model, batch: dict, *, average_log_prob: bool = False, temperature: float = 1.0,
-                   backend: str = "auto") -> torch.Tensor:
-    """(B,) sum (or mean) of the labelled tokens' log-probs."""
-    from lit_align.ops import sequence_logprobs
+def sequence_logprobs(model, batch: dict, *, average_log_prob: bool = False, temperature: float = 1.0,
+                      backend: str = "auto", batch_invariant: bool = False) -> torch.Tensor:
+    """(B,) sum (or mean) of the labelled tokens' log-probs of a lit_align batch: the one way lit_align scores
+    sequences with a model (lit_align.ops.linear_sequence_logprobs on the final hidden states)."""
+    from lit_align.ops import linear_sequence_logprobs
 
-    token_logp, labels = shifted_logps(model, batch, temperature=temperature, backend=backend)
-    return sequence_logprobs(token_logp, mask=labels != IGNORE_INDEX, reduction="mean" if average_log_prob else "sum",
-                             backend=backend)
+    weight, bias = lm_head_parameters(model)
+    return linear_sequence_logprobs(final_hidden_states(model, batch)[:, :-1], weight, batch["labels"][:, 1:],
+                                    bias=bias, ignore_index=IGNORE_INDEX, average_log_prob=average_log_prob,
+                                    temperature=temperature, backend=backend, batch_invariant=batch_invariant)
+
+
+# Former names, kept only until their last callers move (lit_align/modules/sft.py, lit_align/rollout/score.py,
+# lit_align/models/__init__.py): shifted_logps -> token_logprobs (+ labels), sequence_logps -> sequence_logprobs.
+def shifted_logps(model, batch: dict, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    return token_logprobs(model, batch, **kwargs), batch["labels"][:, 1:]
+
+
+sequence_logps = sequence_logprobs
 
 
 def disable_dropout(model: torch.nn.Module) -> None:

@@ -6,8 +6,9 @@
 * CachedReference: the initial policy's scores of every pair of the data, computed once before the first update
   (sharded over the ranks, then all-gathered), kept on disk and keyed by a hash of each pair's tokens, so later
   epochs, resumed runs and later runs skip the reference forward entirely and never score with a trained policy.
-Every reference answers `scores(policy, batch) -> (2B,)` for a preference batch (rows: chosen, then rejected);
-the frozen copy and the adapter also answer `token_logps(policy, batch) -> (B, T-1)` (online RL's per-token KL).
+Every reference answers `scores(policy, batch) -> (2B,)`, sequence log-probs of a preference batch (rows: chosen,
+then rejected); the frozen copy and the adapter also answer `token_logprobs(policy, batch) -> (B, T-1)` (online RL's
+per-token KL). Both come from lit_align.models.causal_lm, with the recipe's `backend` and `batch_invariant`.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,43 +25,56 @@ from torch import nn
 
 from lit_align.data.tokenize import IGNORE_INDEX
 from lit_align.errors import UserError
-from lit_align.models.causal_lm import sequence_logps, shifted_logps
+from lit_align.models.causal_lm import sequence_logprobs, token_logprobs
 
 
-def _batch_logps(model, batch, average_log_prob: bool) -> torch.Tensor:
-    return sequence_logps(model, batch, average_log_prob=average_log_prob)  # (2B,)
+@dataclass(frozen=True)
+class LogprobSettings:
+    """How a model-backed reference computes its log-probs: the recipe's settings of the fused ops."""
+    average_log_prob: bool = False
+    backend: str = "auto"
+    batch_invariant: bool = False
+
+    def sequences(self, model, batch) -> torch.Tensor:
+        return sequence_logprobs(model, batch, average_log_prob=self.average_log_prob, backend=self.backend,
+                                 batch_invariant=self.batch_invariant)  # (2B,)
+
+    def tokens(self, model, batch, temperature: float) -> torch.Tensor:
+        return token_logprobs(model, batch, temperature=temperature, backend=self.backend,
+                              batch_invariant=self.batch_invariant)  # (B, T-1)
 
 
 class FrozenCopyReference(nn.Module):
-    def __init__(self, policy: nn.Module, average_log_prob: bool = False):
+    def __init__(self, policy: nn.Module, average_log_prob: bool = False, backend: str = "auto",
+                 batch_invariant: bool = False):
         super().__init__()
         self.model = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.average_log_prob = average_log_prob
+        self.settings = LogprobSettings(average_log_prob, backend, batch_invariant)
 
     def train(self, mode: bool = True):  # stays in eval mode (no dropout) whatever Lightning asks
         return super().train(False)
 
     @torch.no_grad()
     def scores(self, policy, batch) -> torch.Tensor:
-        return _batch_logps(self.model, batch, self.average_log_prob)
+        return self.settings.sequences(self.model, batch)
 
     @torch.no_grad()
-    def token_logps(self, policy, batch, temperature: float = 1.0) -> torch.Tensor:
-        return shifted_logps(self.model, batch, temperature=temperature)[0]  # (B, T-1)
+    def token_logprobs(self, policy, batch, temperature: float = 1.0) -> torch.Tensor:
+        return self.settings.tokens(self.model, batch, temperature)
 
 
 class PeftAdapterReference(nn.Module):
-    def __init__(self, average_log_prob: bool = False):
+    def __init__(self, average_log_prob: bool = False, backend: str = "auto", batch_invariant: bool = False):
         super().__init__()
-        self.average_log_prob = average_log_prob
+        self.settings = LogprobSettings(average_log_prob, backend, batch_invariant)
 
     @torch.no_grad()
     def scores(self, policy, batch) -> torch.Tensor:
-        return self._without_adapter(policy, lambda: _batch_logps(policy, batch, self.average_log_prob))
+        return self._without_adapter(policy, lambda: self.settings.sequences(policy, batch))
 
     @torch.no_grad()
-    def token_logps(self, policy, batch, temperature: float = 1.0) -> torch.Tensor:
-        return self._without_adapter(policy, lambda: shifted_logps(policy, batch, temperature=temperature)[0])
+    def token_logprobs(self, policy, batch, temperature: float = 1.0) -> torch.Tensor:
+        return self._without_adapter(policy, lambda: self.settings.tokens(policy, batch, temperature))
 
     @staticmethod
     def _without_adapter(policy, fn):

@@ -1,7 +1,8 @@
-"""The DPO family: a policy, a reference, and lit_align.ops.preference_loss on sequence log-probs.
+"""The DPO family: a policy, a reference, and lit_align.ops.fused_linear_preference_loss on the policy's hidden states.
 
-Loss types and their papers are listed in lit_align/ops/preference_loss.py (DPO arXiv 2305.18290, cDPO,
-rDPO 2403.00409, SLiC hinge 2305.10425, IPO 2310.12036, SimPO 2405.14734). `rpo_alpha` adds the NLL of the
+The loss goes end to end through the fused op (LM head, token and sequence log-probs, preference loss, RPO term,
+one pass, never the logits). Loss types and their papers: lit_align/losses/preference.py (DPO arXiv 2305.18290,
+cDPO, rDPO 2403.00409, SLiC hinge 2305.10425, IPO 2310.12036, SimPO 2405.14734). `rpo_alpha` adds the NLL of the
 chosen answer (RPO, Pang et al. arXiv 2404.19733, Eq. 3), which keeps small models from collapsing.
 The reference is a frozen copy ("copy"), the LoRA-less base ("adapter", with `lora`), or scores computed once
 before training and cached on disk ("precomputed", reusable by resumed and later runs: keyed by each pair's tokens
@@ -17,8 +18,9 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lit_align.data.tokenize import IGNORE_INDEX
 from lit_align.errors import UserError
+from lit_align.losses.preference import rpo_nll
 from lit_align.metrics.preference import PreferenceMetrics
-from lit_align.models.causal_lm import final_hidden_states, lm_head_parameters, sequence_logps
+from lit_align.models.causal_lm import final_hidden_states, lm_head_parameters, sequence_logprobs
 from lit_align.models.reference import (
     CachedReference,
     FrozenCopyReference,
@@ -26,8 +28,8 @@ from lit_align.models.reference import (
     weights_digest,
 )
 from lit_align.modules.base import AlignModule
-from lit_align.ops import LOSS_TYPES, preference_loss, sequence_logprobs
-from lit_align.ops.linear_token_logprobs import linear_token_logprobs
+from lit_align.ops import LOSS_TYPES, fused_linear_preference_loss
+from lit_align.ops.fused_linear_preference_loss import STRATEGIES
 
 
 class DPOModule(AlignModule):
@@ -43,18 +45,27 @@ class DPOModule(AlignModule):
         reference: "copy", "adapter", "precomputed" or "none" (reference-free, SimPO).
         reference_cache: file of the precomputed reference scores (default: <default_root_dir>/reference_logps.pt,
             the run folder, so a resumed run finds it).
-        (other arguments: see AlignModule)
+        head_strategy: how the fused op computes the LM head's gradient: "recompute" (kernels per `backend`,
+            logit tiles recomputed in the backward) or "chunked" (Liger-style, gradient in the forward, plain
+            PyTorch: backend "auto" or "torch"). See lit_align/ops/fused_linear_preference_loss.py.
+        (other arguments: see AlignModule; `batch_invariant` applies to the policy's and the reference's log-probs)
     """
 
     def __init__(self, model: str, loss_type: str = "sigmoid", beta: float = 0.1, label_smoothing: float = 0.0,
                  gamma: float = 0.0, average_log_prob: bool | None = None, rpo_alpha: float = 0.0,
                  reference: Literal["copy", "adapter", "precomputed", "none"] = "copy",
-                 reference_cache: str | None = None, **kwargs: Any):
+                 reference_cache: str | None = None, head_strategy: Literal["recompute", "chunked"] = "recompute",
+                 **kwargs: Any):
         super().__init__(model, **kwargs)
         if loss_type not in LOSS_TYPES or loss_type == "bt":
             raise UserError(f"loss_type={loss_type!r}; expected one of {[t for t in LOSS_TYPES if t != 'bt']}")
         if (loss_type == "simpo") != (reference == "none"):
             raise UserError("loss_type='simpo' is reference-free: use it with reference='none' (and only it)")
+        if head_strategy not in STRATEGIES:
+            raise UserError(f"head_strategy={head_strategy!r}; expected one of {STRATEGIES}")
+        if head_strategy == "chunked" and self.hparams.backend not in ("auto", "torch"):
+            raise UserError(f"head_strategy='chunked' is plain PyTorch: use backend 'auto' or 'torch', "
+                            f"not {self.hparams.backend!r}")
         if reference == "adapter" and not kwargs.get("lora"):
             raise UserError("reference='adapter' needs `lora` settings (the reference is the adapter switched off)")
         self.average = average_log_prob if average_log_prob is not None else loss_type in ("ipo", "simpo")
@@ -62,11 +73,11 @@ class DPOModule(AlignModule):
         self.train_metrics, self.val_metrics = PreferenceMetrics(), PreferenceMetrics("val/")
 
     def build_extra_models(self) -> None:
-        kind = self.hparams.reference
+        kind, settings = self.hparams.reference, (self.average, self.hparams.backend, self.hparams.batch_invariant)
         if kind == "copy":
-            self.reference = FrozenCopyReference(self.model, self.average)
+            self.reference = FrozenCopyReference(self.model, *settings)
         elif kind == "adapter":
-            self.reference = PeftAdapterReference(self.average)
+            self.reference = PeftAdapterReference(*settings)
         elif kind == "precomputed":  # the path is known once a trainer is attached (on_fit_start)
             self.reference = CachedReference(weights_digest(self.model), average_log_prob=self.average,
                                              model=self.hparams.model)
@@ -108,20 +119,10 @@ class DPOModule(AlignModule):
     @torch.no_grad()
     def _initial_scores(self, batch) -> torch.Tensor:
         batch = self.transfer_batch_to_device(batch, self.device, 0)
-        return sequence_logps(self.model, batch, backend=self.hparams.backend)  # (2B,) sums
+        return sequence_logprobs(self.model, batch, backend=self.hparams.backend,
+                                 batch_invariant=self.hparams.batch_invariant)  # (2B,) sums
 
     # ---- the loss --------------------------------------------------------------------------------------
-    def pair_scores(self, batch):
-        """Policy sequence scores (2B,) (differentiable), token sums (2B,) and token counts (2B,)."""
-        hidden = final_hidden_states(self.model, batch)[:, :-1]  # (2B, T-1, H)
-        labels = batch["labels"][:, 1:]  # (2B, T-1)
-        weight, bias = lm_head_parameters(self.model)
-        token_logp = linear_token_logprobs(hidden, weight, labels, bias=bias, backend=self.hparams.backend)
-        mask = labels != IGNORE_INDEX
-        sums = sequence_logprobs(token_logp, mask=mask, backend=self.hparams.backend)  # (2B,)
-        counts = mask.sum(-1).clamp(min=1)  # (2B,)
-        return (sums / counts if self.average else sums), sums, counts
-
     def reference_scores(self, batch):
         if self.reference is None:
             return None, None
@@ -129,24 +130,36 @@ class DPOModule(AlignModule):
         b = ref.shape[0] // 2
         return ref[:b], ref[b:]
 
+    def pair_losses(self, hidden: torch.Tensor, labels: torch.Tensor, ref_chosen=None, ref_rejected=None):
+        """Per-pair (loss, chosen_rewards, rejected_rewards, chosen_logprobs, rejected_logprobs), (B,) each, from the
+        policy's final hidden states (2B, T, H) and shifted labels (2B, T) (chosen rows, then rejected), through
+        lit_align.ops.fused_linear_preference_loss; the loss includes the RPO term, the log-probs are detached."""
+        h = self.hparams
+        weight, bias = lm_head_parameters(self.model)
+        return fused_linear_preference_loss(
+            hidden, weight, labels, bias=bias, ref_chosen=ref_chosen, ref_rejected=ref_rejected, beta=h.beta,
+            loss_type=h.loss_type, label_smoothing=h.label_smoothing, gamma=h.gamma, rpo_alpha=h.rpo_alpha,
+            ignore_index=IGNORE_INDEX, average_log_prob=self.average, return_logprobs=True, backend=h.backend,
+            strategy=h.head_strategy, batch_invariant=h.batch_invariant)
+
     def step(self, batch, metrics: PreferenceMetrics, prefix: str):
         ref_chosen, ref_rejected = self.reference_scores(batch)  # first: a cache lookup reads the batch on the CPU
-        scores, sums, counts = self.pair_scores(batch)
-        b = scores.shape[0] // 2
-        losses, chosen_rewards, rejected_rewards = preference_loss(
-            scores[:b], scores[b:], ref_chosen, ref_rejected, beta=self.hparams.beta,
-            loss_type=self.hparams.loss_type, label_smoothing=self.hparams.label_smoothing,
-            gamma=self.hparams.gamma, backend=self.hparams.backend)
+        hidden = final_hidden_states(self.model, batch)[:, :-1]  # (2B, T-1, H)
+        labels = batch["labels"][:, 1:]  # (2B, T-1)
+        losses, chosen_rewards, rejected_rewards, chosen, rejected = self.pair_losses(hidden, labels, ref_chosen,
+                                                                                     ref_rejected)
+        b = chosen.shape[0]
         loss = losses.mean()
         values = {"loss": loss}
-        if self.hparams.rpo_alpha:
-            nll = (-sums[:b] / counts[:b]).mean()  # per-sequence length-normalised (RPO Eq. 3), mean over pairs
-            loss = loss + self.hparams.rpo_alpha * nll
-            values.update(loss=loss, nll=nll)
+        lengths = (labels != IGNORE_INDEX).sum(-1).clamp(min=1)  # (2B,)
+        if self.hparams.rpo_alpha:  # already in the loss, per pair (RPO Eq. 3): logged alone too
+            values["nll"] = rpo_nll(chosen, None if self.average else lengths[:b]).mean()
+        if self.average:  # the metrics log sums (the loss used per-token means)
+            chosen, rejected = chosen * lengths[:b], rejected * lengths[b:]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite DPO loss at step {self.global_step} (batch ids {batch['ids'][:4]}...)"
                                      "; lower lr or beta, or check the data")
-        metrics.update(chosen_rewards, rejected_rewards, sums[:b].detach(), sums[b:].detach())
+        metrics.update(chosen_rewards, rejected_rewards, chosen, rejected)
         self.log_scalars(values, batch_size=b, prefix=prefix)
         self.log_metrics(metrics, batch_size=b)
         return loss

@@ -8,9 +8,15 @@ One training batch of prompts is one rollout:
       --subclass--> advantages                                               (PPO: GAE; RLOO: leave-one-out)
       --update_epochs x mini_batches optimizer steps--> clipped policy loss (+ value loss)
 
-Every log-prob goes through lit_align.ops.linear_token_logprobs on the decoder's hidden states (no (B, T, V)
-logits); the sampler's own scores are not trusted for training. Masks: only generated tokens (the completion
-and the stop token that ended it) carry loss; prompt and padding tokens never do.
+Every log-prob goes through lit_align.models.causal_lm.token_logprobs (lit_align.ops.linear_token_logprobs on the
+decoder's hidden states, no (B, T, V) logits); the sampler's own scores are not trusted for training. Masks: only
+generated tokens (the completion and the stop token that ended it) carry loss; prompt and padding tokens never do.
+
+batch_invariant=True (AlignModule) runs the LM head and log-softmax in the ops' batch-invariant mode, for the policy
+and the reference: given a row's final hidden states, its log-probs are bitwise the same whatever else is in the
+batch (verl#6280). Only that part becomes batch invariant: the transformer's own matmuls and attention (HF's
+kernels) still vary with the batch shape, so the hidden states themselves, and with them the log-probs, can still
+move by rounding when a row is scored in another batch.
 
 Under DDP each rank samples its own prompts with its own seed (sharded strategies are refused: HF generate
 needs the whole policy on the rank); every rank runs the same number of backward
@@ -27,10 +33,9 @@ from typing import Any, Literal
 import torch
 
 from lit_align.losses import AdaptiveKLController, token_kl
-from lit_align.models.causal_lm import disable_dropout, final_hidden_states, lm_head_parameters
+from lit_align.models.causal_lm import disable_dropout, final_hidden_states, token_logprobs
 from lit_align.models.reference import FrozenCopyReference, PeftAdapterReference
 from lit_align.modules.base import AlignModule
-from lit_align.ops.linear_token_logprobs import linear_token_logprobs
 from lit_align.rollout.generate import Generation, generate, pad_token_id
 from lit_align.rollout.reward_sources import RewardResult, build_reward_sources, score_rewards
 from lit_align.rollout.runtime import is_sharded
@@ -129,8 +134,9 @@ class OnlineRLModule(AlignModule):
     def build_extra_models(self) -> None:
         if not self.hparams.keep_dropout:
             disable_dropout(self.model)
-        self.reference = (FrozenCopyReference(self.model) if self.hparams.reference == "copy"
-                          else PeftAdapterReference())
+        settings = dict(backend=self.hparams.backend, batch_invariant=self.hparams.batch_invariant)
+        self.reference = (FrozenCopyReference(self.model, **settings) if self.hparams.reference == "copy"
+                          else PeftAdapterReference(**settings))
 
     def setup(self, stage: str) -> None:
         if self._trainer is not None and is_sharded(self.trainer.strategy):
@@ -161,13 +167,14 @@ class OnlineRLModule(AlignModule):
         return max(1, int(self.trainer.estimated_stepping_batches) * per_rollout)
 
     # ---- model outputs --------------------------------------------------------------------------------
-    def policy_outputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token log-probs (n, T-1) of the labels through the fused LM head, and values (n, T-1) with a value head."""
-        hidden = final_hidden_states(self.model, batch)[:, :-1]  # (n, T-1, H)
-        weight, bias = lm_head_parameters(self.model)
-        logp = linear_token_logprobs(hidden, weight, batch["labels"][:, 1:], bias=bias,
-                                     temperature=self.hparams.temperature, backend=self.hparams.backend)
-        return logp, self.values(hidden, batch)
+    def policy_outputs(self, batch: dict, hidden: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token log-probs (n, T-1) of the labels through the fused LM head, and values (n, T-1) with a value head.
+        hidden: the policy's final hidden states (n, T, H), computed here when not given."""
+        hidden = final_hidden_states(self.model, batch) if hidden is None else hidden  # (n, T, H)
+        logp = token_logprobs(self.model, batch, hidden=hidden, temperature=self.hparams.temperature,
+                              backend=self.hparams.backend, batch_invariant=self.hparams.batch_invariant)
+        return logp, self.values(hidden[:, :-1], batch)
 
     def values(self, hidden: torch.Tensor, batch: dict) -> torch.Tensor | None:
         """(n, T-1) values from the policy's hidden states (n, T-1, H); None without a value function."""
@@ -201,7 +208,7 @@ class OnlineRLModule(AlignModule):
         valid = rewards.valid.to(self.device)
         mask = (batch["labels"][:, 1:] != -100).float() * valid[:, None].float()  # (n, T-1)
         old_logp, values = self.policy_outputs(batch)
-        ref_logp = self.reference.token_logps(self.model, batch, temperature=self.hparams.temperature)
+        ref_logp = self.reference.token_logprobs(self.model, batch, temperature=self.hparams.temperature)
         kl = token_kl(old_logp, ref_logp, self.hparams.kl_estimator) * mask
         unfinished = torch.tensor([not g.finished for g in generations], device=self.device)
         scores = rewards.total.to(self.device) - self.hparams.missing_eos_penalty * unfinished.float()

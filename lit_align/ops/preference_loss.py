@@ -1,16 +1,9 @@
-"""preference_loss: the DPO family and Bradley-Terry on per-sequence scores, one formula table.
+"""preference_loss: the DPO family and Bradley-Terry on per-sequence scores, as one fused op.
 
-With margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected) (refs 0 when absent), beta b,
-and label_smoothing e (the probability that a pair's label is flipped; a float or one value per pair):
-
-  sigmoid  (1-e) * -logsig(b*m) + e * -logsig(-b*m)     DPO, Rafailov et al. arXiv 2305.18290 Eq. 7;
-                                                        e > 0: cDPO; e_i = 1 - C_i: CREAM arXiv 2410.12735 Eq. 6
-  robust   ((1-e) * -logsig(b*m) - e * -logsig(-b*m)) / (1 - 2e)   rDPO, Chowdhury et al. arXiv 2403.00409 Eq. 8
-  hinge    relu(1 - b*m)                                SLiC, Zhao et al. arXiv 2305.10425 Eq. 3
-  ipo      (m - 1/(2b))^2                               IPO, Azar et al. arXiv 2310.12036 Eq. 17
-  bt       (1-e) * -logsig(m) + e * -logsig(-m), m = chosen - rejected on raw reward scores (no refs, no beta)
-  simpo    (1-e) * -logsig(b*m - g) + e * -logsig(-(b*m - g)), m on length-normalised log-probs, no refs
-           SimPO, Meng et al. arXiv 2405.14734 Eq. 6 (g = gamma)
+The formulas, each with its paper, are lit_align/losses/preference.py (sigmoid = DPO / cDPO / CREAM, robust = rDPO,
+hinge = SLiC, ipo, bt = Bradley-Terry, simpo); this file checks the inputs and dispatches to the kernels (C++ CPU,
+Triton, CUDA: the same formulas with their backward), or to preference_loss_reference, which composes the formulas
+of lit_align.losses.preference with torch autograd.
 
 Rewards (detached, for metrics): b * (policy - ref) for the DPO types, the raw scores for bt, b * score for simpo.
 Returns per-pair (loss[B], chosen_rewards[B], rejected_rewards[B]); reduce with .mean() for training.
@@ -20,52 +13,28 @@ rules out the torch backend, whose vectorised transcendental ops round different
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from lit_align.losses.preference import LOSSES, REFERENCE_FREE, SMOOTHABLE, preference_margin, preference_rewards
 from lit_align.ops._dispatch import resolve_backend
 
-LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo", "bt", "simpo")
-REFERENCE_FREE = ("bt", "simpo")
-SMOOTHABLE = ("sigmoid", "robust", "bt", "simpo")
-
-
-def _margin(pc, pr, rc, rr):
-    margin = pc - pr
-    if rc is not None:
-        margin = margin - rc
-    if rr is not None:
-        margin = margin + rr
-    return margin
+LOSS_TYPES = tuple(LOSSES)  # the kernels' order (csrc/cuda/kernels.h LossType)
 
 
 def preference_loss_reference(policy_chosen, policy_rejected, ref_chosen=None, ref_rejected=None, *,
                               beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing=0.0,
                               gamma: float = 0.0):
-    """Plain PyTorch ground truth (autograd through it); arguments as in preference_loss."""
-    m = _margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected)  # (B,)
-    eps = label_smoothing
-    if loss_type == "sigmoid":
-        loss = -(1 - eps) * F.logsigmoid(beta * m) - eps * F.logsigmoid(-beta * m)
-    elif loss_type == "robust":
-        loss = (-(1 - eps) * F.logsigmoid(beta * m) + eps * F.logsigmoid(-beta * m)) / (1 - 2 * eps)
-    elif loss_type == "hinge":
-        loss = torch.relu(1 - beta * m)
-    elif loss_type == "ipo":
-        loss = (m - 1 / (2 * beta)) ** 2
-    elif loss_type == "bt":
-        loss = -(1 - eps) * F.logsigmoid(m) - eps * F.logsigmoid(-m)
-    elif loss_type == "simpo":
-        z = beta * m - gamma
-        loss = -(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
-    else:
+    """Plain PyTorch ground truth (autograd through lit_align.losses.preference); arguments as in preference_loss."""
+    if loss_type not in LOSSES:
         raise ValueError(f"loss_type={loss_type!r}; expected one of {LOSS_TYPES}")
-    scale = 1.0 if loss_type == "bt" else beta
-    chosen = policy_chosen if ref_chosen is None else policy_chosen - ref_chosen
-    rejected = policy_rejected if ref_rejected is None else policy_rejected - ref_rejected
-    return loss, (scale * chosen).detach(), (scale * rejected).detach()
+    margin = preference_margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected)  # (B,)
+    loss = LOSSES[loss_type](margin, beta, label_smoothing, gamma)
+    return (loss, preference_rewards(policy_chosen, ref_chosen, beta, loss_type),
+            preference_rewards(policy_rejected, ref_rejected, beta, loss_type))
 
 
-def _check(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, label_smoothing):
+def check_preference_inputs(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type,
+                            label_smoothing) -> None:
+    """One clear ValueError for bad preference_loss inputs (also used by the chunked fused path)."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type={loss_type!r}; expected one of {LOSS_TYPES}")
     for name, t in (("policy_chosen", policy_chosen), ("policy_rejected", policy_rejected),
@@ -107,12 +76,13 @@ def preference_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
                     ref_chosen: torch.Tensor | None = None, ref_rejected: torch.Tensor | None = None, *,
                     beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing=0.0, gamma: float = 0.0,
                     backend: str = "auto", batch_invariant: bool = False):
-    """Per-pair preference loss and detached rewards; see the module docstring for the formulas.
+    """Per-pair preference loss and detached rewards; the formulas: lit_align/losses/preference.py.
 
     policy_*/ref_*: (B,) sequence log-probs (or reward scores for bt). label_smoothing: float or (B,).
     Returns (loss (B,), chosen_rewards (B,), rejected_rewards (B,)).
     """
-    _check(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, label_smoothing)
+    check_preference_inputs(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type,
+                            label_smoothing)
     backend = resolve_backend(backend, "preference_loss", policy_chosen.device, batch_invariant)
     if backend == "torch":
         return preference_loss_reference(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=beta,

@@ -1,5 +1,8 @@
 """sequence_logprobs: per-sequence sums (or means) of token log-probs, padded or packed.
 
+    sequence_logprobs(token_logp, mask= | segment_ids= | cu_seqlens=)   token log-probs -> (S,)
+    linear_sequence_logprobs(hidden, weight, labels)   hidden states -> LM head -> token log-probs -> (S,)
+
 Three layouts, all reduced to one segment form (segment_ids[N] in [-1, S), -1 = excluded):
   * padded: token_logp (B, T) with mask (B, T)           -> (B,)
   * packed: token_logp (N,) with segment_ids (N,)        -> (S,)   (S = num_segments or max id + 1)
@@ -8,12 +11,14 @@ A packed call may also pass mask (N,) to exclude prompt/padding tokens. "mean" d
 included tokens (an empty sequence scores 0): SimPO and IPO use length-normalised scores.
 The cpp, triton and cuda kernels are batch invariant (a segment's score depends on its own tokens only, summed
 in token order); batch_invariant=True only rules out the torch backend (index_add on CUDA uses atomics).
+The kernels (lit_align::sequence_logprobs) work on the segment form; sequence_logprobs_reference is their ground truth.
 """
 from __future__ import annotations
 
 import torch
 
 from lit_align.ops._dispatch import resolve_backend
+from lit_align.ops.linear_token_logprobs import linear_token_logprobs
 
 REDUCTIONS = ("sum", "mean")
 
@@ -60,8 +65,8 @@ def to_segments(token_logp: torch.Tensor, *, mask=None, segment_ids=None, cu_seq
     return token_logp.reshape(-1), ids.reshape(-1).contiguous(), num_segments
 
 
-def segment_logprobs_reference(values: torch.Tensor, segment_ids: torch.Tensor, num_segments: int,
-                               mean: bool) -> torch.Tensor:
+def sequence_logprobs_reference(values: torch.Tensor, segment_ids: torch.Tensor, num_segments: int,
+                                mean: bool) -> torch.Tensor:
     """Plain PyTorch ground truth on the segment form."""
     keep = segment_ids >= 0
     ids = segment_ids[keep]
@@ -74,10 +79,10 @@ def segment_logprobs_reference(values: torch.Tensor, segment_ids: torch.Tensor, 
 
 def _run_kernel(backend: str, values, segment_ids, num_segments: int, mean: bool):
     if backend == "triton":
-        from lit_align.ops.triton.segment_logprobs import triton_segment_logprobs
-        return triton_segment_logprobs(values, segment_ids, num_segments, mean)
+        from lit_align.ops.triton.sequence_logprobs import triton_sequence_logprobs
+        return triton_sequence_logprobs(values, segment_ids, num_segments, mean)
     import lit_align.ops._library  # noqa: F401
-    return torch.ops.lit_align.segment_logprobs(values, segment_ids, num_segments, mean)
+    return torch.ops.lit_align.sequence_logprobs(values, segment_ids, num_segments, mean)
 
 
 def sequence_logprobs(token_logp: torch.Tensor, *, mask: torch.Tensor | None = None,
@@ -91,7 +96,21 @@ def sequence_logprobs(token_logp: torch.Tensor, *, mask: torch.Tensor | None = N
         raise ValueError(f"token_logp must be floating point, got {token_logp.dtype}")
     values, ids, count = to_segments(token_logp, mask=mask, segment_ids=segment_ids, cu_seqlens=cu_seqlens,
                                      num_segments=num_segments)
-    backend = resolve_backend(backend, "segment_logprobs", token_logp.device, batch_invariant)
+    backend = resolve_backend(backend, "sequence_logprobs", token_logp.device, batch_invariant)
     if backend == "torch":
-        return segment_logprobs_reference(values, ids, count, reduction == "mean")
+        return sequence_logprobs_reference(values, ids, count, reduction == "mean")
     return _run_kernel(backend, values.contiguous(), ids, count, reduction == "mean")
+
+
+def linear_sequence_logprobs(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
+                             bias: torch.Tensor | None = None, ignore_index: int = -100, average_log_prob: bool = False,
+                             temperature: float = 1.0, backend: str = "auto",
+                             batch_invariant: bool = False) -> torch.Tensor:
+    """Sequence log-probs (S,) of labels (S, T) from hidden states (S, T, H) through the LM head (V, H) + bias (V,):
+    linear_token_logprobs (never the (S, T, V) logits), then sums over the labelled tokens (means with
+    average_log_prob). Labels are already shifted; ignore_index marks prompt and padding."""
+    token_logp = linear_token_logprobs(hidden, weight, labels, bias=bias, ignore_index=ignore_index,
+                                       temperature=temperature, backend=backend,
+                                       batch_invariant=batch_invariant)  # (S, T)
+    return sequence_logprobs(token_logp, mask=labels != ignore_index, reduction="mean" if average_log_prob else "sum",
+                             backend=backend, batch_invariant=batch_invariant)  # (S,)

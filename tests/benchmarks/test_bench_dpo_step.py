@@ -32,7 +32,7 @@ def test_both_providers_report_numbers_and_agree(tmp_path, capsys):
     assert trl["time_ratio"] == 1.0 and lit["time_ratio"] > 0 and lit["memory_ratio"] > 0
     assert lit["losses"][0] == pytest.approx(0.6931472, abs=1e-5), "step 1: the policy is its own reference"
     assert lit["losses"][:2] == pytest.approx(trl["losses"][:2], rel=1e-4), "the same loss, before and after an update"
-    assert lit["logps"] == pytest.approx(trl["logps"], rel=1e-4), "the same tokens scored"
+    assert lit["logprobs"] == pytest.approx(trl["logprobs"], rel=1e-4), "the same tokens scored"
     assert lit["losses"][1] != pytest.approx(lit["losses"][0], abs=1e-4), "the update changed the loss"
     assert lit["max_rel_diff"] < 1e-4
     assert "same work" in capsys.readouterr().out

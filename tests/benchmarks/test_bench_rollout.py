@@ -65,7 +65,7 @@ def test_failing_provider_becomes_a_reason(suite, monkeypatch, capsys):
     def broken(model, batch):
         raise RuntimeError("logits exploded\nwith a long traceback")
 
-    monkeypatch.setitem(bench_rollout.LOGPS, "eager", broken)
+    monkeypatch.setitem(bench_rollout.LOGPROBS, "eager", broken)
     result = bench_rollout.main([*TINY, "--suite", str(suite.root), "--batch-sizes", "6", "--phases", "score",
                                  "--skip-memory"])
     lit, eager = result["rows"]

@@ -17,7 +17,7 @@ def one_batch(suite, batch_size=4):
     return dm, next(iter(dm.train_dataloader()))
 
 
-def logps_by_hand(model, batch):
+def logprobs_by_hand(model, batch):
     """Sum over completion tokens of log_softmax(logits)[next token], from the model's full logits."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].double()
     labels = batch["labels"][:, 1:]
@@ -33,24 +33,72 @@ def perturb(model, seed=1, scale=0.05):
             p.add_(torch.randn(p.shape, generator=gen) * scale)
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "hinge"])
-def test_loss_matches_hand_computation(suite, loss_type):
+@pytest.mark.parametrize("loss_type,head_strategy", [("sigmoid", "recompute"), ("ipo", "recompute"),
+                                                    ("hinge", "recompute"), ("sigmoid", "chunked")])
+def test_loss_matches_hand_computation(suite, loss_type, head_strategy):
+    """The loss (with RPO's term), the nll and the logps/* metrics against the model's own logits."""
     dm, batch = one_batch(suite)
-    module = DPOModule(str(suite.model), loss_type=loss_type, beta=0.3, rpo_alpha=0.5)
+    module = DPOModule(str(suite.model), loss_type=loss_type, beta=0.3, rpo_alpha=0.5, head_strategy=head_strategy)
     module.configure_model()
     perturb(module.model)  # policy != reference
-    scores, sums, counts = module.pair_scores(batch)
-    policy, ref = logps_by_hand(module.model, batch), logps_by_hand(module.reference.model, batch)
-    torch.testing.assert_close(sums.double(), policy, atol=1e-4, rtol=1e-5)
+    policy, ref = logprobs_by_hand(module.model, batch), logprobs_by_hand(module.reference.model, batch)
+    counts = (batch["labels"][:, 1:] != -100).sum(-1).double()  # (2B,)
     b = len(batch["ids"])
+    nll = (-policy[:b] / counts[:b]).mean()
+    sums = policy
     if loss_type == "ipo":  # length-normalised, as in the IPO paper
         policy, ref = policy / counts, ref / counts
     margin = (policy[:b] - ref[:b]) - (policy[b:] - ref[b:])
     expected = {"sigmoid": -F.logsigmoid(0.3 * margin), "hinge": torch.relu(1 - 0.3 * margin),
                 "ipo": (margin - 1 / 0.6) ** 2}[loss_type].mean()
-    nll = (-logps_by_hand(module.model, batch)[:b] / counts[:b]).mean()
     loss = module.step(batch, module.train_metrics, "")
     torch.testing.assert_close(loss.double(), expected + 0.5 * nll, atol=1e-4, rtol=1e-4)
+    means = module.train_metrics.means  # logps/* log the sums, whatever the loss normalises
+    assert float(means["logps__chosen"].compute()) == pytest.approx(float(sums[:b].mean()), rel=1e-5)
+    assert float(means["logps__rejected"].compute()) == pytest.approx(float(sums[b:].mean()), rel=1e-5)
+    loss.backward()  # the RPO term reaches the policy
+    assert module.model.get_output_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_rpo_term_is_the_chosen_nll(suite):
+    """rpo_alpha adds exactly alpha * (per-token NLL of the chosen answer) to the same batch's loss."""
+    _, batch = one_batch(suite)
+    losses = {}
+    for alpha in (0.0, 2.0):
+        module = DPOModule(str(suite.model), beta=0.3, rpo_alpha=alpha)
+        module.configure_model()
+        perturb(module.model)
+        losses[alpha] = module.step(batch, module.train_metrics, "").double()
+    b = len(batch["ids"])
+    counts = (batch["labels"][:b, 1:] != -100).sum(-1).double()
+    nll = (-logprobs_by_hand(module.model, batch)[:b] / counts).mean()
+    torch.testing.assert_close(losses[2.0] - losses[0.0], 2.0 * nll, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("head_strategy", ["recompute", "chunked"])
+def test_batch_invariant_pair_logprobs(suite, head_strategy):
+    """batch_invariant=True: a pair's log-probs, rewards and loss from the module's fused path are bitwise the same
+    scored alone as in a batch of other pairs (given its hidden states; the decoder is not part of the promise)."""
+    module = DPOModule(str(suite.model), beta=0.3, rpo_alpha=0.5, batch_invariant=True, head_strategy=head_strategy)
+    module.configure_model()
+    gen = torch.Generator().manual_seed(0)
+    pairs, length, width = 5, 24, module.model.config.hidden_size
+    hidden = torch.randn(2 * pairs, length, width, generator=gen)  # (2B, T, H): chosen rows, then rejected
+    labels = torch.randint(0, module.model.config.vocab_size, (2 * pairs, length), generator=gen)
+    labels[:, :6] = -100  # a prompt
+    labels[3, 20:] = -100  # padding
+    refs = torch.randn(2 * pairs, generator=gen) * 10 - 40
+
+    def score(rows):
+        picked = torch.cat([torch.as_tensor(rows), torch.as_tensor(rows) + pairs])
+        out = module.pair_losses(hidden[picked], labels[picked], refs[rows], refs[[r + pairs for r in rows]])
+        return torch.stack([t.detach() for t in out], 1)  # (len(rows), 5)
+
+    together = score(list(range(pairs)))
+    for row in range(pairs):
+        alone = score([row])[0]
+        assert torch.equal(alone, together[row]), (row, alone, together[row])
+    assert together[:, 3].abs().min() > 1  # real log-probs, not zeros
 
 
 def test_starts_at_log2_with_every_reference(suite, tmp_path):
@@ -84,6 +132,8 @@ def test_training_raises_the_margin(suite):
     (dict(loss_type="bt"), "loss_type='bt'"),
     (dict(reference="adapter"), "needs `lora`"),
     (dict(reference="none"), "reference-free"),
+    (dict(head_strategy="tiled"), "head_strategy='tiled'"),
+    (dict(head_strategy="chunked", backend="cpp"), "plain PyTorch"),
 ])
 def test_bad_settings(suite, kwargs, match):
     with pytest.raises(ValueError, match=match):

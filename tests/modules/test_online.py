@@ -320,3 +320,21 @@ def test_rlgaf_with_a_pretrained_encoder_discriminator(suite):
     assert game.tokenizer.eos_token == "[SEP]" and game.tokenizer.vocab_size != dm.tokenizer.vocab_size
     assert type(game.model).__name__ == "BertForSequenceClassification" and game.total_steps >= 2
     assert math.isfinite(float(trainer.callback_metrics["objective/scores"]))
+
+
+def test_batch_invariant_policy_logprobs(suite):
+    """batch_invariant=True: a sample's token log-probs from policy_outputs are bitwise the same scored alone and in
+    a batch, given its hidden states (only the LM head + log-softmax is batch invariant, not the decoder)."""
+    module, _ = make(RLOOModule, suite, samples_per_prompt=2, batch_invariant=True, temperature=0.7)
+    module.configure_model()
+    gen = torch.Generator().manual_seed(0)
+    n, length = 6, 20
+    hidden = torch.randn(n, length, module.model.config.hidden_size, generator=gen)  # (n, T, H)
+    labels = torch.randint(0, module.model.config.vocab_size, (n, length), generator=gen)  # (n, T)
+    labels[:, :5] = -100  # the prompt
+    labels[2, 15:] = -100  # padding
+    together, _ = module.policy_outputs({"labels": labels}, hidden=hidden)  # (n, T-1)
+    for i in range(n):
+        alone, _ = module.policy_outputs({"labels": labels[i:i + 1]}, hidden=hidden[i:i + 1])
+        assert torch.equal(alone[0], together[i]), i
+    assert (together[:, 4:] != 0).any() and torch.equal(together[:, :4], torch.zeros(n, 4))

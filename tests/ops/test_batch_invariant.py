@@ -63,13 +63,13 @@ def test_token_logprobs(device, backend, dtype, seed):
     labels[SUBJECTS:][torch.rand(64 - SUBJECTS, generator=gen) < 0.3] = IGNORE
     labels, upstream = labels.to(device), torch.randn(64, generator=gen).to(device)
     sets = placements(gen, 64)
-    logps, grads = [], []
+    logprobs, grads = [], []
     for rows in sets:
         x = logits[rows].clone().requires_grad_()
         out = token_logprobs(x, labels[rows], temperature=0.7, backend=backend, batch_invariant=True)
-        logps.append(out.detach())
+        logprobs.append(out.detach())
         grads.append(torch.autograd.grad((out * upstream[rows]).sum(), x)[0])
-    assert_rows_equal(logps, sets, "logp", seed)
+    assert_rows_equal(logprobs, sets, "logp", seed)
     assert_rows_equal(grads, sets, "grad_logits", seed)
 
 
@@ -167,20 +167,20 @@ def test_fused_preference_recompute(device, backend, seed):
     weight = (torch.randn(vocab, hdim, generator=gen) / hdim ** 0.5).to(device).requires_grad_()
     refs = torch.randn(2 * pool, generator=gen) * 5 - 30
     sets = placements(gen, pool)
-    losses, logps, grads = [], [], []
+    losses, logprobs, grads = [], [], []
     for rows in sets:
         both = torch.cat([rows, rows + pool])  # chosen rows, then their rejected rows
         h = hidden[both].to(device).requires_grad_()
         loss, _, _, chosen, rejected = fused_linear_preference_loss(
             h, weight, labels[both].to(device), ref_chosen=refs[rows].to(device),
-            ref_rejected=refs[rows + pool].to(device), beta=0.5, label_smoothing=0.1, return_logps=True,
+            ref_rejected=refs[rows + pool].to(device), beta=0.5, label_smoothing=0.1, return_logprobs=True,
             backend=backend, batch_invariant=True)
         losses.append(loss.detach())
-        logps.append(torch.stack([chosen, rejected], 1))
+        logprobs.append(torch.stack([chosen, rejected], 1))
         grad = torch.autograd.grad(loss.sum(), h)[0]
         grads.append(torch.stack(grad.chunk(2), 1))  # (pairs, 2, T, H): a pair's two rows together
     assert_rows_equal(losses, sets, "pair loss", seed)
-    assert_rows_equal(logps, sets, "pair log-probs", seed)
+    assert_rows_equal(logprobs, sets, "pair log-probs", seed)
     assert_rows_equal(grads, sets, "pair hidden gradient", seed)
 
 

@@ -17,12 +17,12 @@ def test_extension_is_built():
 def test_auto_picks_cpp_on_cpu():
     if not extension_loaded():
         pytest.skip("no extension: covered by test_extension_is_built")
-    for op in ("token_logprobs", "linear_token_logprobs", "segment_logprobs", "preference_loss"):
+    for op in ("token_logprobs", "linear_token_logprobs", "sequence_logprobs", "preference_loss"):
         assert resolve_backend("auto", op, torch.device("cpu")) == "cpp"
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_kernels_registered():
-    for op in ("token_logprobs", "linear_token_logprobs", "segment_logprobs", "preference_loss"):
+    for op in ("token_logprobs", "linear_token_logprobs", "sequence_logprobs", "preference_loss"):
         assert resolve_backend("cuda", op, torch.device("cuda")) == "cuda"

@@ -40,8 +40,8 @@ def sample_args(device, backend, dtype=torch.float32, seed=0):
         "linear_token_logprobs_invariant": (hidden, weight, bias, labels, -100, 0.8, True),
         "linear_token_logprobs_backward": (g, g.flip(0), hidden.detach(), weight.detach(), bias.detach(), labels,
                                            *lin_stats, -100, 1.0, *needs),
-        "segment_logprobs": (g.clone().requires_grad_(), ids, 3, True),
-        "segment_logprobs_backward": (randn(3, generator=gen, device=device), ids, 3, False),
+        "sequence_logprobs": (g.clone().requires_grad_(), ids, 3, True),
+        "sequence_logprobs_backward": (randn(3, generator=gen, device=device), ids, 3, False),
         "preference_loss": (*pairs, eps, 0.1, "sigmoid", 0.0),
         "preference_loss_backward": (g[:4], *[p.detach() for p in pairs], eps, 0.1, "robust", 0.0),
     }
@@ -50,7 +50,7 @@ def sample_args(device, backend, dtype=torch.float32, seed=0):
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
 @pytest.mark.parametrize("name", ["token_logprobs", "token_logprobs_backward", "linear_token_logprobs",
                                   "linear_token_logprobs_invariant", "linear_token_logprobs_backward",
-                                  "segment_logprobs", "segment_logprobs_backward", "preference_loss",
+                                  "sequence_logprobs", "sequence_logprobs_backward", "preference_loss",
                                   "preference_loss_backward"])
 def test_opcheck(device, backend, name):
     skip_if_missing(backend)

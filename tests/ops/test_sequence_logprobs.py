@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lit_align.ops import segment_logprobs_reference, sequence_logprobs
+from lit_align.ops import sequence_logprobs, sequence_logprobs_reference
 from tests.ops._cases import DEVICE_BACKENDS, assert_close, randn, skip_if_missing
 
 TOL = {torch.float64: (1e-12, 1e-12), torch.float32: (1e-5, 1e-5)}
@@ -77,8 +77,8 @@ def test_excluded_tokens_and_num_segments(device, backend):
 def test_reference_matches_hand_loop():
     values = torch.tensor([0.5, -1.0, 2.0, 3.0], dtype=torch.float64)
     ids = torch.tensor([1, 1, -1, 0])
-    assert segment_logprobs_reference(values, ids, 3, mean=False).tolist() == [3.0, -0.5, 0.0]
-    assert segment_logprobs_reference(values, ids, 3, mean=True).tolist() == [3.0, -0.25, 0.0]
+    assert sequence_logprobs_reference(values, ids, 3, mean=False).tolist() == [3.0, -0.5, 0.0]
+    assert sequence_logprobs_reference(values, ids, 3, mean=True).tolist() == [3.0, -0.25, 0.0]
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -8,7 +8,7 @@ our ipo on length-normalised scores (average_log_prob=True).
 import pytest
 import torch
 
-from lit_align.ops import fused_linear_preference_loss, sequence_scores
+from lit_align.ops import fused_linear_preference_loss, linear_sequence_logprobs
 
 transformers = pytest.importorskip("transformers")
 trl = pytest.importorskip("trl")
@@ -65,7 +65,8 @@ def our_loss(batch, trainer, loss_type, label_smoothing):
     b = ids.shape[0] // 2
     with torch.no_grad():
         ref_hidden = trainer.ref_model.model(input_ids=ids, attention_mask=attention).last_hidden_state[:, :-1]
-        ref = sequence_scores(ref_hidden, trainer.ref_model.lm_head.weight, labels, average_log_prob=average)  # (2B,)
+        ref = linear_sequence_logprobs(ref_hidden, trainer.ref_model.lm_head.weight, labels,
+                                       average_log_prob=average)  # (2B,)
         hidden = trainer.model.model(input_ids=ids, attention_mask=attention).last_hidden_state[:, :-1]  # (2B, T-1, H)
         loss, _, _ = fused_linear_preference_loss(hidden, trainer.model.lm_head.weight, labels, ref_chosen=ref[:b],
                                                   ref_rejected=ref[b:], beta=0.3, loss_type=loss_type,

@@ -36,11 +36,6 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """Autograd passes None for an output that got no gradient; the kernels want zeros."""
-    return torch.zeros_like(like) if grad is None else grad.contiguous()
-
-
 def num_programs_target(device: torch.device) -> int:
     """About four waves of programs: enough to fill every SM of a GPU (a small number on the interpreter)."""
     if device.type == "cuda":

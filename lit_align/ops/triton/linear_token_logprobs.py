@@ -42,6 +42,7 @@ import torch
 import triton
 import triton.language as tl
 
+from lit_align.ops._autograd import register_autograd
 from lit_align.ops.triton._common import (
     INTERPRETER,
     compute_dtype,
@@ -52,7 +53,6 @@ from lit_align.ops.triton._common import (
     scalar,
     upcast,
     wrap_triton,
-    zeros_if_none,
 )
 
 TILE_ELEMENTS = 1 << 24  # lower bound on the backward's [n, C] tile; C is at least H (tests shrink it)
@@ -380,25 +380,7 @@ def _linear_token_logprobs_backward(
     return grad_hidden, grad_weight, grad_bias
 
 
-def _setup_context(ctx, inputs, output):
-    hidden, weight, bias, labels, ctx.ignore_index, ctx.temperature, ctx.batch_invariant = inputs
-    ctx.has_bias = bias is not None
-    ctx.mark_non_differentiable(output[1])  # row_max: the softmax shift, a constant
-    ctx.save_for_backward(hidden, weight, bias, labels, output[1], output[2])
-
-
-def _backward(ctx, grad_logp, _grad_row_max, grad_log_sum):
-    hidden, weight, bias, labels, row_max, log_sum = ctx.saved_tensors
-    need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
-    grads = _linear_token_logprobs_backward(
-        zeros_if_none(grad_logp, log_sum), zeros_if_none(grad_log_sum, log_sum), hidden, weight, bias, labels,
-        row_max, log_sum, ctx.ignore_index, ctx.temperature, need_hidden, need_weight, ctx.has_bias and need_bias,
-        ctx.batch_invariant)
-    return (grads[0] if need_hidden else None, grads[1] if need_weight else None,
-            grads[2] if ctx.has_bias and need_bias else None, None, None, None, None)
-
-
-_linear_token_logprobs.register_autograd(_backward, setup_context=_setup_context)
+register_autograd(_linear_token_logprobs, "linear_token_logprobs", _linear_token_logprobs_backward)
 
 
 def triton_linear_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -1,6 +1,6 @@
 """Triton preference_loss: the DPO family and Bradley-Terry in one elementwise kernel per loss type.
 
-The formulas are lit_align/ops/preference_loss.py's table (loss_type is a constexpr, so each type compiles
+The formulas are lit_align/losses/preference.py's table (loss_type is a constexpr, so each type compiles
 to its own straight-line kernel). With margin m = (pc - pr) - rc + rr (refs 0 when absent) and
 x = beta*m (sigmoid, robust), m (bt) or beta*m - gamma (simpo), the logistic losses are written with
 softplus(-x) = -logsigmoid(x), and their derivative through sigmoid(x):
@@ -20,7 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from lit_align.ops.triton._common import compute_dtype, register_op, scalar, upcast, wrap_triton, zeros_if_none
+from lit_align.ops._autograd import register_autograd
+from lit_align.ops.triton._common import compute_dtype, register_op, scalar, upcast, wrap_triton
 
 BLOCK = 1024
 
@@ -84,15 +85,24 @@ def _margin(pc_ptr, pr_ptr, rc_ptr, rr_ptr, offs, mask, HAS_REF: tl.constexpr, F
 
 
 @triton.jit
+def _load_block(pc_ptr, pr_ptr, rc_ptr, rr_ptr, eps_ptr, B, HAS_REF: tl.constexpr, FP64: tl.constexpr,
+                BLOCK: tl.constexpr):
+    """This program's block of pairs: (offs, mask, margin, chosen - ref, rejected - ref, label_smoothing)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < B
+    m, chosen, rejected = _margin(pc_ptr, pr_ptr, rc_ptr, rr_ptr, offs, mask, HAS_REF, FP64)
+    eps = upcast(tl.load(eps_ptr + offs, mask=mask, other=0.0), FP64)
+    return offs, mask, m, chosen, rejected, eps
+
+
+@triton.jit
 def _preference_fwd_kernel(
     pc_ptr, pr_ptr, rc_ptr, rr_ptr, eps_ptr, loss_ptr, chosen_ptr, rejected_ptr,  # all (B,)
     B, beta: tl.float64, gamma: tl.float64,
     LOSS_TYPE: tl.constexpr, HAS_REF: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < B
-    m, chosen, rejected = _margin(pc_ptr, pr_ptr, rc_ptr, rr_ptr, offs, mask, HAS_REF, FP64)
-    eps = upcast(tl.load(eps_ptr + offs, mask=mask, other=0.0), FP64)
+    offs, mask, m, chosen, rejected, eps = _load_block(pc_ptr, pr_ptr, rc_ptr, rr_ptr, eps_ptr, B, HAS_REF, FP64,
+                                                       BLOCK)
     b = scalar(beta, FP64)
     loss, _ = _loss_and_slope(m, eps, b, scalar(gamma, FP64), LOSS_TYPE)
     if LOSS_TYPE != "bt":  # bt's rewards are the raw scores
@@ -109,10 +119,7 @@ def _preference_bwd_kernel(
     B, beta: tl.float64, gamma: tl.float64,
     LOSS_TYPE: tl.constexpr, HAS_REF: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < B
-    m, _, _ = _margin(pc_ptr, pr_ptr, rc_ptr, rr_ptr, offs, mask, HAS_REF, FP64)
-    eps = upcast(tl.load(eps_ptr + offs, mask=mask, other=0.0), FP64)
+    offs, mask, m, _, _, eps = _load_block(pc_ptr, pr_ptr, rc_ptr, rr_ptr, eps_ptr, B, HAS_REF, FP64, BLOCK)
     _, slope = _loss_and_slope(m, eps, scalar(beta, FP64), scalar(gamma, FP64), LOSS_TYPE)
     grad = upcast(tl.load(grad_loss_ptr + offs, mask=mask, other=0.0), FP64) * slope
     tl.store(grad_margin_ptr + offs, grad, mask=mask)
@@ -152,21 +159,7 @@ def _preference_loss_backward(grad_loss: torch.Tensor, pc: torch.Tensor, pr: tor
     return grad_margin
 
 
-def _setup_context(ctx, inputs, output):
-    pc, pr, rc, rr, eps, ctx.beta, ctx.loss_type, ctx.gamma = inputs
-    ctx.has_ref = rc is not None
-    ctx.save_for_backward(pc, pr, rc, rr, eps)
-
-
-def _backward(ctx, grad_loss, _grad_chosen_rewards, _grad_rejected_rewards):
-    pc, pr, rc, rr, eps = ctx.saved_tensors  # the rewards are detached: their gradients are ignored
-    g = _preference_loss_backward(zeros_if_none(grad_loss, pc), pc, pr, rc, rr, eps, ctx.beta, ctx.loss_type,
-                                  ctx.gamma)  # d loss / d margin, (B,)
-    refs = (-g, g) if ctx.has_ref else (None, None)
-    return g, -g, *refs, None, None, None, None
-
-
-_preference_loss.register_autograd(_backward, setup_context=_setup_context)
+register_autograd(_preference_loss, "preference_loss", _preference_loss_backward)
 
 
 def triton_preference_loss(pc: torch.Tensor, pr: torch.Tensor, rc: torch.Tensor | None, rr: torch.Tensor | None,

@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from lit_align.ops._autograd import register_autograd
 from lit_align.ops.triton._common import (
     compute_dtype,
     logsumexp_rescale,
@@ -29,7 +30,6 @@ from lit_align.ops.triton._common import (
     scalar,
     upcast,
     wrap_triton,
-    zeros_if_none,
 )
 
 MAX_BLOCK_V = 4096  # 16 float32 values per thread at 8 warps: one streaming pass, no spills
@@ -134,20 +134,7 @@ def _token_logprobs_backward(grad_logp: torch.Tensor, grad_log_sum: torch.Tensor
     return grad_logits
 
 
-def _setup_context(ctx, inputs, output):
-    logits, labels, ctx.ignore_index, ctx.temperature = inputs
-    ctx.mark_non_differentiable(output[1])  # row_max: the softmax shift, a constant
-    ctx.save_for_backward(logits, labels, output[1], output[2])
-
-
-def _backward(ctx, grad_logp, _grad_row_max, grad_log_sum):
-    logits, labels, row_max, log_sum = ctx.saved_tensors
-    grad_logits = _token_logprobs_backward(zeros_if_none(grad_logp, log_sum), zeros_if_none(grad_log_sum, log_sum),
-                                           logits, labels, row_max, log_sum, ctx.ignore_index, ctx.temperature)
-    return grad_logits, None, None, None
-
-
-_token_logprobs.register_autograd(_backward, setup_context=_setup_context)
+register_autograd(_token_logprobs, "token_logprobs", _token_logprobs_backward)
 
 
 def triton_token_logprobs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int,

@@ -1,4 +1,4 @@
-// segment_logprobs on CUDA: per-segment sums (or means) of token log-probs for padded or packed batches.
+// sequence_logprobs on CUDA: per-segment sums (or means) of token log-probs for padded or packed batches.
 //
 // Forward, deterministic and batch invariant (float atomics would add a segment's tokens in a different order on
 // every run): the binding sorts the token indices by segment id (stable: token order within a segment) and counts
@@ -90,27 +90,27 @@ void segment_counts(const int64_t* segment_ids, int64_t n, int64_t num_segments,
 }
 
 template <typename T>
-void segment_logprobs_forward(const T* values, const int64_t* order, const int64_t* starts, const int32_t* counts,
-                              int64_t num_segments, bool mean, T* out, cudaStream_t stream) {
+void sequence_logprobs_forward(const T* values, const int64_t* order, const int64_t* starts, const int32_t* counts,
+                               int64_t num_segments, bool mean, T* out, cudaStream_t stream) {
   if (num_segments == 0) return;
   segment_sum_kernel<T><<<blocks_for(num_segments * 32), kThreads, 0, stream>>>(values, order, starts, counts,
                                                                                 num_segments, mean, out);
 }
 
 template <typename T>
-void segment_logprobs_backward(const T* grad, const int64_t* segment_ids, int64_t n, int64_t num_segments, bool mean,
-                               T* grad_values, int32_t* count_ws, cudaStream_t stream) {
+void sequence_logprobs_backward(const T* grad, const int64_t* segment_ids, int64_t n, int64_t num_segments, bool mean,
+                                T* grad_values, int32_t* count_ws, cudaStream_t stream) {
   if (n == 0) return;
   if (mean) segment_counts(segment_ids, n, num_segments, count_ws, stream);
   segment_gather_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(grad, segment_ids, n, num_segments,
                                                                     mean ? count_ws : nullptr, grad_values);
 }
 
-#define LIT_ALIGN_INSTANTIATE(T)                                                                               \
-  template void segment_logprobs_forward<T>(const T*, const int64_t*, const int64_t*, const int32_t*, int64_t, \
-                                            bool, T*, cudaStream_t);                                           \
-  template void segment_logprobs_backward<T>(const T*, const int64_t*, int64_t, int64_t, bool, T*, int32_t*,   \
-                                             cudaStream_t);
+#define LIT_ALIGN_INSTANTIATE(T)                                                                                \
+  template void sequence_logprobs_forward<T>(const T*, const int64_t*, const int64_t*, const int32_t*, int64_t, \
+                                             bool, T*, cudaStream_t);                                           \
+  template void sequence_logprobs_backward<T>(const T*, const int64_t*, int64_t, int64_t, bool, T*, int32_t*,   \
+                                              cudaStream_t);
 LIT_ALIGN_FOR_EACH_DTYPE(LIT_ALIGN_INSTANTIATE)
 #undef LIT_ALIGN_INSTANTIATE
 

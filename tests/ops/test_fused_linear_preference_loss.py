@@ -48,7 +48,7 @@ def test_matches_reference(device, backend, loss_type, average_log_prob, dtype):
     kwargs = dict(beta=0.2, loss_type=loss_type, label_smoothing=smoothing, gamma=0.3)
     ref_kw = dict(ref_chosen=refs[0], ref_rejected=refs[1]) if loss_type not in ("simpo",) else {}
     loss, chosen, rejected, logp_c, logp_r = fused_linear_preference_loss(
-        hidden, weight, labels, average_log_prob=average_log_prob, return_logps=True, backend=backend,
+        hidden, weight, labels, average_log_prob=average_log_prob, return_logprobs=True, backend=backend,
         **ref_kw, **kwargs)
     grads = torch.autograd.grad(loss.mean(), (hidden, weight))
     (ref_loss, ref_chosen, ref_rejected), ref_seq = reference(hidden, weight, labels, refs,

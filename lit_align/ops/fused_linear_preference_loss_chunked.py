@@ -5,7 +5,8 @@ each chunk holds whole chosen and rejected sequences, so the chunk's per-pair lo
 Per chunk it materialises only that chunk's logits (rows, V) in float32 (float64 for float64 inputs),
 computes token log-probs, sequence sums (or means), the preference loss, and right away the gradients:
 
-    dL_i/dscore            from preference_loss_reference on the chunk's (c,) scores (autograd on c numbers)
+    dL_i/dscore            from preference_loss_reference (+ RPO's rpo_nll) on the chunk's (c,) scores (autograd
+                           on c numbers)
     dlogits[t]             = coeff[t] * (onehot(y_t) - softmax(z_t)) / T,  coeff[t] = dL_i/dscore * (1/len)
     grad_hidden[t]         = dlogits[t] @ W               (rows of prompt/padding tokens stay 0: no head work)
     grad_W  += dlogits.T @ h,  grad_b += dlogits.sum(0)   (accumulated in float32 across chunks)
@@ -16,7 +17,7 @@ Only labelled tokens go through the LM head (prompt and padding cost nothing), a
 grad_hidden (2B, T, H), grad_W (V, H) in float32 and one chunk's (rows, V); chunk_size (pairs per chunk,
 default 1 as in Liger) trades that buffer against the number of matmul launches.
 This is Liger-Kernel's chunked_loss design (LigerFusedLinearPreferenceBase); the other strategy,
-"recompute" (fused_preference.py), recomputes logit tiles in its backward (Cut Cross-Entropy). The op
+"recompute" (fused_linear_preference_loss.py), recomputes logit tiles in its backward (Cut Cross-Entropy). The op
 microbenchmark (benchmarks/bench_ops.py) measures both.
 
 Per-pair losses and any upstream gradient. The op returns loss (B,) as the contract says, and the
@@ -27,8 +28,8 @@ for unit upstream gradient per pair:
   * grad_W and grad_b mix all pairs. When g is uniform (loss.mean() or loss.sum(), i.e. training) they are
     scaled by g_0. Otherwise the backward recomputes them in a second chunked pass with the per-pair
     weights g_i (a CCE-style recompute of the logits, no (N, V) tensor either), which is exact too.
-The reference scores' gradients (ref_chosen, ref_rejected) are -g * dL/dscore; label_smoothing is a
-constant (no gradient). No double backward.
+The reference scores' gradients (ref_chosen, ref_rejected) are -g * dL/dscore of the preference loss alone (the
+RPO term has no reference); label_smoothing is a constant (no gradient). No double backward.
 """
 from __future__ import annotations
 
@@ -38,10 +39,11 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from lit_align.losses.preference import rpo_nll
 from lit_align.ops import _validate
+from lit_align.ops.fused_linear_preference_loss import split_pairs  # that module imports this one lazily
 from lit_align.ops.linear_token_logprobs import check_linear_inputs
-from lit_align.ops.preference_loss import _check as check_preference_inputs
-from lit_align.ops.preference_loss import preference_loss_reference
+from lit_align.ops.preference_loss import check_preference_inputs, preference_loss_reference
 
 DEFAULT_CHUNK_SIZE = 1  # pairs per chunk, as in Liger's chunked losses
 
@@ -56,6 +58,7 @@ class _Config:
     beta: float
     loss_type: str
     gamma: float
+    rpo_alpha: float
     grad_enabled: bool  # grad mode at the call: under no_grad the forward does no gradient work
 
 
@@ -65,6 +68,7 @@ class _Rows(NamedTuple):
     sequence: torch.Tensor  # (n,) local sequence of each token in [0, 2c): chosen 0..c-1, rejected c..2c-1
     labels: torch.Tensor  # (n,)
     scale: torch.Tensor  # (2c,) d score / d token log-prob: 1, or 1/length for average_log_prob
+    lengths: torch.Tensor  # (2c,) labelled tokens per sequence, at least 1
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -85,9 +89,9 @@ def _chunk_rows(labels: torch.Tensor, start: int, stop: int, cfg: _Config, dtype
     valid = chunk_labels != cfg.ignore_index  # (2c, T)
     positions = (seqs.unsqueeze(1) * length + torch.arange(length, device=labels.device))[valid]  # (n,)
     local = torch.arange(seqs.numel(), device=labels.device).unsqueeze(1).expand_as(valid)[valid]  # (n,)
-    counts = valid.sum(1).to(dtype)  # (2c,)
-    scale = 1 / counts.clamp(min=1) if cfg.average_log_prob else torch.ones_like(counts)
-    return _Rows(positions, local, chunk_labels[valid], scale)
+    lengths = valid.sum(1).clamp(min=1).to(dtype)  # (2c,)
+    scale = 1 / lengths if cfg.average_log_prob else torch.ones_like(lengths)
+    return _Rows(positions, local, chunk_labels[valid], scale, lengths)
 
 
 def _head_logits(h: torch.Tensor, weight: torch.Tensor, bias, temperature: float) -> torch.Tensor:
@@ -150,8 +154,9 @@ def _slice_pairs(value, start: int, stop: int):
     return value[start:stop] if isinstance(value, torch.Tensor) and value.dim() == 1 else value
 
 
-def _pair_losses(scores: torch.Tensor, refs, eps, cfg: _Config):
-    """Loss, rewards and dloss_i/dscore for one chunk's (2c,) scores (chosen then rejected)."""
+def _pair_losses(scores: torch.Tensor, lengths: torch.Tensor, refs, eps, cfg: _Config):
+    """Loss, rewards, dloss_i/dscore (2c,) and d(preference loss_i)/dscore (2c,) (the reference scores' share,
+    without RPO's term) for one chunk's (2c,) scores and token counts (chosen then rejected)."""
     half = scores.shape[0] // 2
     refs = [None if r is None else r.detach() for r in refs]
     with torch.enable_grad():
@@ -159,13 +164,18 @@ def _pair_losses(scores: torch.Tensor, refs, eps, cfg: _Config):
         rejected = scores[half:].detach().requires_grad_()
         loss, chosen_rewards, rejected_rewards = preference_loss_reference(
             chosen, rejected, *refs, beta=cfg.beta, loss_type=cfg.loss_type, label_smoothing=eps, gamma=cfg.gamma)
-        coeff = torch.autograd.grad(loss.sum(), (chosen, rejected))  # per pair: loss_i depends on pair i only
-    return loss.detach(), chosen_rewards, rejected_rewards, torch.cat(coeff)  # coeff (2c,)
+        # per pair: loss_i depends on pair i only
+        ref_coeff = coeff = torch.autograd.grad(loss.sum(), (chosen, rejected), retain_graph=bool(cfg.rpo_alpha))
+        if cfg.rpo_alpha:
+            loss = loss + cfg.rpo_alpha * rpo_nll(chosen, None if cfg.average_log_prob else lengths[:half])
+            coeff = torch.autograd.grad(loss.sum(), (chosen, rejected))
+    return loss.detach(), chosen_rewards, rejected_rewards, torch.cat(coeff), torch.cat(ref_coeff)
 
 
 def _forward_chunk(flat_hidden, weight, bias, labels, refs, label_smoothing, start: int, stop: int,
                    cfg: _Config, grads: _Grads):
-    """Pairs start..stop-1: (loss, chosen_rewards, rejected_rewards, scores (2c,), coeff (2c,)); fills grads."""
+    """Pairs start..stop-1: (loss, chosen_rewards, rejected_rewards, scores (2c,), coeff (2c,), ref_coeff (2c,));
+    fills grads."""
     rows = _chunk_rows(labels, start, stop, cfg, _compute_dtype(flat_hidden.dtype))
     h = flat_hidden[rows.positions]  # (n, H)
     e = _head_logits(h, weight, bias, cfg.temperature)  # (n, V)
@@ -173,12 +183,12 @@ def _forward_chunk(flat_hidden, weight, bias, labels, refs, label_smoothing, sta
     scores = torch.zeros(rows.scale.shape, dtype=token_logp.dtype, device=e.device)
     scores = scores.index_add_(0, rows.sequence, token_logp) * rows.scale  # (2c,)
     refs = [_slice_pairs(r, start, stop) for r in refs]  # (c,) each
-    loss, chosen_rewards, rejected_rewards, coeff = _pair_losses(
-        scores, refs, _slice_pairs(label_smoothing, start, stop), cfg)
+    loss, chosen_rewards, rejected_rewards, coeff, ref_coeff = _pair_losses(
+        scores, rows.lengths, refs, _slice_pairs(label_smoothing, start, stop), cfg)
     if grads.any():
         dz = _logits_grad_(e, total, rows.labels, (coeff * rows.scale)[rows.sequence], cfg.temperature)
         grads.add_chunk(dz, h, weight, rows.positions)
-    return loss, chosen_rewards, rejected_rewards, scores, coeff
+    return loss, chosen_rewards, rejected_rewards, scores, coeff, ref_coeff
 
 
 def _recompute_chunk(flat_hidden, weight, bias, labels, pair_coeff, start: int, stop: int, cfg: _Config,
@@ -204,21 +214,21 @@ class ChunkedLinearPreference(torch.autograd.Function):
         outputs = [_forward_chunk(flat_hidden, weight, bias, labels, (ref_chosen, ref_rejected), label_smoothing,
                                   start, stop, cfg, grads)
                    for start, stop in _pair_chunks(cfg.batch, cfg.chunk_size)]
-        loss, chosen_rewards, rejected_rewards, scores, coeff = _merge_chunks(outputs)
+        loss, chosen_rewards, rejected_rewards, scores, coeff, ref_coeff = _merge_chunks(outputs)
         ctx.cfg = cfg
-        ctx.save_for_backward(hidden, weight, bias, labels, coeff,
+        ctx.save_for_backward(hidden, weight, bias, labels, coeff, ref_coeff,
                               None if grads.hidden is None else grads.hidden.view_as(hidden),
                               None if grads.weight is None else grads.weight.to(weight.dtype),
                               None if grads.bias is None else grads.bias.to(bias.dtype))
-        chosen_logps, rejected_logps = scores[:, 0], scores[:, 1]
-        for t in (chosen_rewards, rejected_rewards, chosen_logps, rejected_logps):
+        chosen_logprobs, rejected_logprobs = scores[:, 0], scores[:, 1]
+        for t in (chosen_rewards, rejected_rewards, chosen_logprobs, rejected_logprobs):
             ctx.mark_non_differentiable(t)
-        return loss, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps
+        return loss, chosen_rewards, rejected_rewards, chosen_logprobs, rejected_logprobs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss, *_unused):
-        hidden, weight, bias, labels, coeff, grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        hidden, weight, bias, labels, coeff, ref_coeff, grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
         g = grad_loss.to(coeff.dtype)  # (B,)
         if grad_hidden is not None:  # rows of pair i scaled by g_i: exact for any g
             grad_hidden = grad_hidden * torch.cat([g, g]).to(grad_hidden.dtype).view(-1, 1, 1)
@@ -230,15 +240,16 @@ class ChunkedLinearPreference(torch.autograd.Function):
                 grad_weight, grad_bias = _recompute_head_grads(hidden, weight, bias, labels, coeff * g[:, None],
                                                                ctx.cfg, grad_weight is not None, grad_bias is not None)
         # margin = (chosen - ref_chosen) - (rejected - ref_rejected): d/d ref = -d/d policy score
-        grad_refs = [-g * coeff[:, side] if ctx.needs_input_grad[3 + side] else None for side in (0, 1)]
+        grad_refs = [-g * ref_coeff[:, side] if ctx.needs_input_grad[3 + side] else None for side in (0, 1)]
         return grad_hidden, grad_weight, grad_bias, *grad_refs, None, None, None
 
 
 def _merge_chunks(outputs):
-    """Concatenate the chunks' per-pair results; scores and coeff become (B, 2): [:, 0] chosen, [:, 1] rejected."""
+    """Concatenate the chunks' per-pair results; scores, coeff and ref_coeff become (B, 2): [:, 0] chosen,
+    [:, 1] rejected."""
     loss, chosen_rewards, rejected_rewards = (torch.cat([o[i] for o in outputs]) for i in range(3))
-    pairs = [torch.stack(o[j].chunk(2), dim=1) for o in outputs for j in (3, 4)]  # each (c, 2)
-    return loss, chosen_rewards, rejected_rewards, torch.cat(pairs[0::2]), torch.cat(pairs[1::2])
+    per_side = [torch.cat([torch.stack(o[j].chunk(2), dim=1) for o in outputs]) for j in (3, 4, 5)]  # (B, 2) each
+    return loss, chosen_rewards, rejected_rewards, *per_side
 
 
 def _recompute_head_grads(hidden, weight, bias, labels, pair_coeff, cfg: _Config, want_weight: bool,
@@ -256,12 +267,10 @@ def chunked_linear_preference_loss(hidden: torch.Tensor, weight: torch.Tensor, l
                                    bias: torch.Tensor | None = None, ref_chosen: torch.Tensor | None = None,
                                    ref_rejected: torch.Tensor | None = None, beta: float = 0.1,
                                    loss_type: str = "sigmoid", label_smoothing=0.0, gamma: float = 0.0,
-                                   ignore_index: int = -100, average_log_prob: bool = False,
+                                   rpo_alpha: float = 0.0, ignore_index: int = -100, average_log_prob: bool = False,
                                    temperature: float = 1.0, chunk_size: int | None = None):
     """hidden (2B, T, H), weight (V, H), labels (2B, T) -> (loss, chosen_rewards, rejected_rewards,
-    chosen_logps, rejected_logps), each (B,); arguments as in fused_linear_preference_loss."""
-    from lit_align.ops.fused_preference import split_pairs  # that module imports this one lazily
-
+    chosen_logprobs, rejected_logprobs), each (B,); arguments as in fused_linear_preference_loss."""
     check_linear_inputs(hidden, weight, bias, labels, ignore_index)
     batch = split_pairs(hidden, labels)
     _validate.check_temperature(temperature)
@@ -273,6 +282,6 @@ def chunked_linear_preference_loss(hidden: torch.Tensor, weight: torch.Tensor, l
     if isinstance(label_smoothing, torch.Tensor) and label_smoothing.dim() == 1:
         label_smoothing = label_smoothing.to(device=hidden.device).detach()
     cfg = _Config(batch, chunk_size, ignore_index, float(temperature), average_log_prob, beta, loss_type, gamma,
-                  torch.is_grad_enabled())
+                  float(rpo_alpha), torch.is_grad_enabled())
     refs = [None if r is None else r.to(hidden.device) for r in (ref_chosen, ref_rejected)]  # (B,) each
     return ChunkedLinearPreference.apply(hidden, weight, bias, *refs, labels.long(), label_smoothing, cfg)

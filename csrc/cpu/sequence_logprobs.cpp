@@ -1,4 +1,4 @@
-// CPU kernels for lit_align::segment_logprobs and its backward (schemas: csrc/ops.cpp).
+// CPU kernels for lit_align::sequence_logprobs and its backward (schemas: csrc/ops.cpp).
 //
 // Per-sequence sums (or means over the included tokens) of token log-probs in the packed segment form:
 // segment_ids[N] in [-1, S), -1 marks excluded tokens (prompt, padding). One serial pass: N is the number of
@@ -38,15 +38,15 @@ std::vector<int64_t> segment_counts(const int64_t* ids, int64_t n, int64_t num_s
   return counts;
 }
 
-at::Tensor segment_logprobs(const at::Tensor& token_logp_in, const at::Tensor& segment_ids, int64_t num_segments,
-                            bool mean) {
+at::Tensor sequence_logprobs(const at::Tensor& token_logp_in, const at::Tensor& segment_ids, int64_t num_segments,
+                             bool mean) {
   check_float("token_logp", token_logp_in);
   TORCH_CHECK_VALUE(token_logp_in.dim() == 1, "token_logp must be (N,), got ", token_logp_in.sizes());
   const int64_t n = token_logp_in.size(0);
   const at::Tensor ids = checked_segments(segment_ids, n, num_segments);
   const at::Tensor values = token_logp_in.contiguous();  // (N,)
   at::Tensor out = at::empty({num_segments}, values.options());  // (S,)
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, values.scalar_type(), "segment_logprobs", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, values.scalar_type(), "sequence_logprobs", [&] {
     const scalar_t* x = values.const_data_ptr<scalar_t>();
     const int64_t* s = ids.const_data_ptr<int64_t>();
     std::vector<double> sums(num_segments, 0.0);
@@ -62,8 +62,8 @@ at::Tensor segment_logprobs(const at::Tensor& token_logp_in, const at::Tensor& s
   return out;
 }
 
-at::Tensor segment_logprobs_backward(const at::Tensor& grad_in, const at::Tensor& segment_ids, int64_t num_segments,
-                                     bool mean) {
+at::Tensor sequence_logprobs_backward(const at::Tensor& grad_in, const at::Tensor& segment_ids, int64_t num_segments,
+                                      bool mean) {
   check_float("grad", grad_in);
   check_1d("grad", grad_in, num_segments);
   const int64_t n = segment_ids.dim() == 1 ? segment_ids.size(0) : -1;
@@ -71,7 +71,7 @@ at::Tensor segment_logprobs_backward(const at::Tensor& grad_in, const at::Tensor
   const at::Tensor ids = checked_segments(segment_ids, n, num_segments);
   const at::Tensor grad = grad_in.contiguous();  // (S,)
   at::Tensor out = at::empty({n}, grad.options());  // (N,)
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "segment_logprobs_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "sequence_logprobs_backward", [&] {
     const scalar_t* g = grad.const_data_ptr<scalar_t>();
     const int64_t* s = ids.const_data_ptr<int64_t>();
     std::vector<double> per_token(num_segments);  // d segment / d token for each segment
@@ -89,8 +89,8 @@ at::Tensor segment_logprobs_backward(const at::Tensor& grad_in, const at::Tensor
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lit_align, CPU, m) {
-  m.impl("segment_logprobs", &segment_logprobs);
-  m.impl("segment_logprobs_backward", &segment_logprobs_backward);
+  m.impl("sequence_logprobs", &sequence_logprobs);
+  m.impl("sequence_logprobs_backward", &sequence_logprobs_backward);
 }
 
 }  // namespace lit_align::cpu

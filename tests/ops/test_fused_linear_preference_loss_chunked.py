@@ -13,12 +13,12 @@ from lit_align.ops import (
     fused_linear_preference_loss,
     linear_token_logprobs_reference,
     preference_loss_reference,
-    segment_logprobs_reference,
+    sequence_logprobs_reference,
 )
-from lit_align.ops import fused_preference_chunked as chunked
+from lit_align.ops import fused_linear_preference_loss_chunked as chunked
 from lit_align.ops.sequence_logprobs import to_segments
 from tests.ops._cases import IGNORE, assert_close, randn
-from tests.ops.test_fused_preference import make_batch
+from tests.ops.test_fused_linear_preference_loss import make_batch
 
 B, T, H, V = 3, 9, 12, 97
 TOL = {torch.float64: (1e-10, 1e-9), torch.float32: (1e-5, 1e-4)}
@@ -26,11 +26,11 @@ TOL = {torch.float64: (1e-10, 1e-9), torch.float32: (1e-5, 1e-4)}
 
 def reference(hidden, weight, labels, *, bias=None, temperature=1.0, average_log_prob=False, refs=(None, None),
               **loss_kwargs):
-    """(loss, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps) by plain autograd."""
+    """(loss, chosen_rewards, rejected_rewards, chosen_logprobs, rejected_logprobs) by plain autograd."""
     token = linear_token_logprobs_reference(hidden.flatten(0, 1), weight, labels.flatten(), bias=bias,
                                             temperature=temperature).view(labels.shape)  # (2B, T)
     values, ids, count = to_segments(token, mask=labels != IGNORE)
-    seq = segment_logprobs_reference(values, ids, count, mean=average_log_prob)  # (2B,)
+    seq = sequence_logprobs_reference(values, ids, count, mean=average_log_prob)  # (2B,)
     b = seq.shape[0] // 2
     return (*preference_loss_reference(seq[:b], seq[b:], *refs, **loss_kwargs), seq[:b], seq[b:])
 
@@ -56,7 +56,7 @@ def run_both(dtype, *, loss_type="sigmoid", smoothing="none", average_log_prob=F
     kwargs = dict(beta=0.3, loss_type=loss_type, label_smoothing=smoothing_value(smoothing, dtype), gamma=0.4)
     out = fused_linear_preference_loss(hidden, weight, labels, bias=bias, ref_chosen=refs[0], ref_rejected=refs[1],
                                        average_log_prob=average_log_prob, temperature=temperature,
-                                       return_logps=True, strategy="chunked", chunk_size=chunk_size, **kwargs)
+                                       return_logprobs=True, strategy="chunked", chunk_size=chunk_size, **kwargs)
     expected = reference(hidden, weight, labels, bias=bias, temperature=temperature,
                          average_log_prob=average_log_prob, refs=refs, **kwargs)
     per_pair = randn(B, dtype=dtype, generator=torch.Generator().manual_seed(seed))  # non-uniform: recompute branch
@@ -70,7 +70,7 @@ def run_both(dtype, *, loss_type="sigmoid", smoothing="none", average_log_prob=F
 def check(dtype, **kwargs):
     out, expected, grads, expected_grads, labels = run_both(dtype, **kwargs)
     tol = TOL[dtype]
-    for name, a, e in zip(("loss", "chosen rewards", "rejected rewards", "chosen logps", "rejected logps"),
+    for name, a, e in zip(("loss", "chosen rewards", "rejected rewards", "chosen logprobs", "rejected logprobs"),
                           out, expected, strict=True):
         assert a.shape == (B,), f"{name} must be per pair"
         assert_close(a, e, tol, name)
@@ -144,3 +144,32 @@ def test_argument_errors():
         fused_linear_preference_loss(hidden, weight, labels, chunk_size=2)
     with pytest.raises(ValueError, match="2B"):
         fused_linear_preference_loss(hidden[:5], weight, labels[:5], strategy="chunked")
+
+
+@pytest.mark.parametrize("strategy", ["recompute", "chunked"])
+@pytest.mark.parametrize("average_log_prob", [False, True], ids=["sum", "mean"])
+@pytest.mark.parametrize("upstream", ["mean", "per_pair"])
+def test_rpo_term(strategy, average_log_prob, upstream):
+    """rpo_alpha adds alpha * the chosen answer's per-token NLL to each pair's loss (RPO), on both strategies:
+    values and every gradient; the reference scores' gradients come from the preference loss alone."""
+    dtype, alpha = torch.float64, 0.7
+    hidden, weight, labels, refs = make_batch(B, T, H, V, dtype, "cpu", seed=5)
+    refs = [r.requires_grad_() for r in refs]
+    kwargs = dict(beta=0.3, loss_type="sigmoid", label_smoothing=0.1)
+    out = fused_linear_preference_loss(hidden, weight, labels, ref_chosen=refs[0], ref_rejected=refs[1],
+                                       rpo_alpha=alpha, average_log_prob=average_log_prob, return_logprobs=True,
+                                       strategy=strategy, **kwargs)
+    expected = list(reference(hidden, weight, labels, average_log_prob=average_log_prob, refs=refs, **kwargs))
+    lengths = (labels[:B] != IGNORE).sum(-1).to(dtype)  # (B,) chosen tokens
+    nll = -(expected[3] if average_log_prob else expected[3] / lengths)  # (B,)
+    assert nll.min() > 1, "the RPO term is not negligible here"
+    expected[0] = expected[0] + alpha * nll
+    weights = torch.full((B,), 1 / B, dtype=dtype) if upstream == "mean" else randn(B, dtype=dtype)
+    inputs = [hidden, weight, *refs]
+    grads = torch.autograd.grad((out[0] * weights).sum(), inputs)
+    expected_grads = torch.autograd.grad((expected[0] * weights).sum(), inputs)
+    for name, a, e in zip(("loss", "chosen rewards", "rejected rewards", "chosen", "rejected"), out, expected,
+                          strict=True):
+        assert_close(a, e, TOL[dtype], name)
+    for name, g, e in zip(("hidden", "weight", "ref_chosen", "ref_rejected"), grads, expected_grads, strict=True):
+        assert_close(g, e, TOL[dtype], f"gradient of {name}")

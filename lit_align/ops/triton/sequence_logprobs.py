@@ -1,4 +1,4 @@
-"""Triton segment_logprobs: per-segment sums (or means) of token log-probs, the packed form of sequence scores.
+"""Triton sequence_logprobs: per-segment sums (or means) of token log-probs (the op's packed segment form).
 
 values[N] with segment_ids[N] in [-1, S) (-1: excluded, e.g. prompt or padding) -> out[S] in values' dtype.
 Forward, deterministic and batch invariant (float atomics would add a segment's tokens in a different order
@@ -9,7 +9,7 @@ tree and divides by max(count, 1) for a mean (an empty segment scores 0). A segm
 own tokens only. Backward: each token reads its segment's gradient, divided by the segment's count for a
 mean (the counts are recomputed, as the C++ op does).
 
-    triton_segment_logprobs(values[N], segment_ids[N], num_segments, mean) -> [S]
+    triton_sequence_logprobs(values[N], segment_ids[N], num_segments, mean) -> [S]
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from lit_align.ops._autograd import register_autograd
 from lit_align.ops.triton._common import compute_dtype, register_op, upcast, wrap_triton
 
 BLOCK = 1024
@@ -73,9 +74,9 @@ def _counts(segment_ids: torch.Tensor, num_segments: int) -> torch.Tensor:
     return counts
 
 
-@register_op("triton_segment_logprobs")
-def _segment_logprobs(values: torch.Tensor, segment_ids: torch.Tensor, num_segments: int,
-                      mean: bool) -> torch.Tensor:
+@register_op("triton_sequence_logprobs")
+def _sequence_logprobs(values: torch.Tensor, segment_ids: torch.Tensor, num_segments: int,
+                       mean: bool) -> torch.Tensor:
     n = values.numel()
     stat = compute_dtype(values.dtype)
     out = values.new_empty(num_segments, dtype=stat)  # (S,)
@@ -89,9 +90,9 @@ def _segment_logprobs(values: torch.Tensor, segment_ids: torch.Tensor, num_segme
     return out.to(values.dtype)
 
 
-@register_op("triton_segment_logprobs_backward")
-def _segment_logprobs_backward(grad: torch.Tensor, segment_ids: torch.Tensor, num_segments: int,
-                               mean: bool) -> torch.Tensor:
+@register_op("triton_sequence_logprobs_backward")
+def _sequence_logprobs_backward(grad: torch.Tensor, segment_ids: torch.Tensor, num_segments: int,
+                                mean: bool) -> torch.Tensor:
     n = segment_ids.numel()
     grad_values = grad.new_empty(n)  # (N,)
     if n:
@@ -102,20 +103,10 @@ def _segment_logprobs_backward(grad: torch.Tensor, segment_ids: torch.Tensor, nu
     return grad_values
 
 
-def _setup_context(ctx, inputs, output):
-    _, segment_ids, ctx.num_segments, ctx.mean = inputs
-    ctx.save_for_backward(segment_ids)
+register_autograd(_sequence_logprobs, "sequence_logprobs", _sequence_logprobs_backward)
 
 
-def _backward(ctx, grad):
-    (segment_ids,) = ctx.saved_tensors
-    return _segment_logprobs_backward(grad.contiguous(), segment_ids, ctx.num_segments, ctx.mean), None, None, None
-
-
-_segment_logprobs.register_autograd(_backward, setup_context=_setup_context)
-
-
-def triton_segment_logprobs(values: torch.Tensor, segment_ids: torch.Tensor, num_segments: int,
-                            mean: bool) -> torch.Tensor:
+def triton_sequence_logprobs(values: torch.Tensor, segment_ids: torch.Tensor, num_segments: int,
+                             mean: bool) -> torch.Tensor:
     """Per-segment sum (or mean over the included tokens) of values [N]; differentiable w.r.t. values."""
-    return _segment_logprobs(values.contiguous(), segment_ids.long().contiguous(), int(num_segments), bool(mean))
+    return _sequence_logprobs(values.contiguous(), segment_ids.long().contiguous(), int(num_segments), bool(mean))
