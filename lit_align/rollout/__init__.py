@@ -18,11 +18,11 @@ from lit_align.rollout.evaluate import evaluate_policy, read_task_rows
 from lit_align.rollout.generate import Generation, encode_prompts, generate, generate_from_rows
 from lit_align.rollout.kl import kl_estimates, kl_to_reference
 from lit_align.rollout.reward import reward_scores
-from lit_align.rollout.score import completion_batch, completion_logps, completion_token_logps
+from lit_align.rollout.score import completion_batch, completion_logprobs, completion_token_logprobs
 from lit_align.rollout.stopping import end_of_turn_token_id, stop_token_ids
 
 __all__ = [
-    "Generation", "completion_batch", "completion_logps", "completion_token_logps", "encode_prompts",
+    "Generation", "completion_batch", "completion_logprobs", "completion_token_logprobs", "encode_prompts",
     "end_of_turn_token_id", "evaluate_policy", "generate", "generate_from_rows", "kl_estimates", "kl_to_reference",
     "read_task_rows", "reward_scores", "stop_token_ids",
 ]

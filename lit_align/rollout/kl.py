@@ -19,7 +19,7 @@ import torch
 
 from lit_align.losses.kl import token_kl
 from lit_align.rollout.generate import Generation
-from lit_align.rollout.score import completion_token_logps
+from lit_align.rollout.score import completion_token_logprobs
 
 
 def kl_estimates(policy_logps: list[torch.Tensor], reference_logps: list[torch.Tensor]) -> dict[str, float]:
@@ -40,6 +40,6 @@ def kl_estimates(policy_logps: list[torch.Tensor], reference_logps: list[torch.T
 def kl_to_reference(policy, reference, tokenizer: Any, samples: list[Generation], batch_size: int = 64
                     ) -> dict[str, float]:
     """KL(pi || ref) estimates on `samples` drawn from `policy` (both models share `tokenizer`)."""
-    pi = completion_token_logps(policy, tokenizer, samples, batch_size)
-    ref = completion_token_logps(reference, tokenizer, samples, batch_size)
+    pi = completion_token_logprobs(policy, tokenizer, samples, batch_size)
+    ref = completion_token_logprobs(reference, tokenizer, samples, batch_size)
     return kl_estimates(pi, ref)

@@ -15,7 +15,7 @@ import torch
 
 from lit_align.data.collate import pad
 from lit_align.data.tokenize import IGNORE_INDEX
-from lit_align.models.causal_lm import sequence_logps, shifted_logps
+from lit_align.models.causal_lm import sequence_logprobs, token_logprobs
 from lit_align.rollout.generate import Generation, pad_token_id
 from lit_align.rollout.runtime import batches_by_length, evaluating, model_device
 
@@ -46,23 +46,23 @@ def _scored_batches(model, tokenizer: Any, generations: list[Generation], batch_
         yield idx, {k: v.to(device) for k, v in batch.items()}
 
 
-def completion_logps(model, tokenizer: Any, generations: list[Generation], batch_size: int = 64) -> torch.Tensor:
+def completion_logprobs(model, tokenizer: Any, generations: list[Generation], batch_size: int = 64) -> torch.Tensor:
     """(n,) float32 on CPU: sum of log p(token) over each generation's completion tokens (+ stop token)."""
     out = torch.zeros(len(generations), dtype=torch.float32)
     with evaluating(model):
         for idx, batch in _scored_batches(model, tokenizer, generations, batch_size):
-            out[idx] = sequence_logps(model, batch).float().cpu()  # (B,)
+            out[idx] = sequence_logprobs(model, batch).float().cpu()  # (B,)
     return out
 
 
-def completion_token_logps(model, tokenizer: Any, generations: list[Generation], batch_size: int = 64
+def completion_token_logprobs(model, tokenizer: Any, generations: list[Generation], batch_size: int = 64
                            ) -> list[torch.Tensor]:
     """Per generation, a (num_tokens,) float32 CPU tensor of log p(token) for each generated token."""
     out: list[torch.Tensor | None] = [None] * len(generations)
     with evaluating(model):
         for idx, batch in _scored_batches(model, tokenizer, generations, batch_size):
-            token_logp, labels = shifted_logps(model, batch)  # (B, T-1), (B, T-1)
-            token_logp, scored = token_logp.float().cpu(), (labels != IGNORE_INDEX).cpu()
+            token_logp = token_logprobs(model, batch).float().cpu()  # (B, T-1)
+            scored = (batch["labels"][:, 1:] != IGNORE_INDEX).cpu()  # (B, T-1)
             for row, i in enumerate(idx):
                 out[i] = token_logp[row][scored[row]]  # (num_tokens,)
     return out  # type: ignore[return-value]

@@ -1,10 +1,10 @@
-"""completion_batch's format and completion_logps against a plain log_softmax-gather over the logits."""
+"""completion_batch's format and completion_logprobs against a plain log_softmax-gather over the logits."""
 from __future__ import annotations
 
 import torch
 
 from lit_align.rollout.generate import Generation, generate
-from lit_align.rollout.score import completion_batch, completion_logps, completion_token_logps
+from lit_align.rollout.score import completion_batch, completion_logprobs, completion_token_logprobs
 
 
 def some_generations(model, tokenizer) -> list[Generation]:
@@ -41,9 +41,9 @@ def test_completion_batch_format(model, tokenizer):
 
 def test_completion_logps_match_manual(model, tokenizer):
     gens = some_generations(model, tokenizer)
-    got = completion_logps(model, tokenizer, gens, batch_size=2)
+    got = completion_logprobs(model, tokenizer, gens, batch_size=2)
     want = torch.tensor([manual_logp(model, g) for g in gens])
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-    per_token = completion_token_logps(model, tokenizer, gens, batch_size=3)
+    per_token = completion_token_logprobs(model, tokenizer, gens, batch_size=3)
     assert [t.numel() for t in per_token] == [g.num_tokens for g in gens]
     torch.testing.assert_close(torch.stack([t.sum() for t in per_token]), got, atol=1e-5, rtol=1e-5)
