@@ -108,6 +108,17 @@ class AlignModule(pl.LightningModule):
         save_tokenizer(tokenizer, self.hparams.model, out_dir)
         return [out_dir]
 
+    # ---- steps: a recipe defines step(); training and validation run it with their own prefix ----------------
+    def step(self, batch, prefix: str) -> torch.Tensor:
+        """The loss of a batch, its metrics logged under `prefix` ("" in training, "val/" in validation)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no step()")
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, "")
+
+    def validation_step(self, batch, batch_idx):
+        self.step(batch, "val/")
+
     def log_scalars(self, values: dict[str, torch.Tensor], batch_size: int, prefix: str = "") -> None:
         on_step = self.training
         for name, value in values.items():

@@ -37,9 +37,3 @@ class DiscriminatorModule(ScalarModule):
         _, stats = discriminator_loss(mean[:b], mean[b:], smoothing)
         self.log_scalars({"loss": loss, **{f"disc/{k}": v for k, v in stats.items()}}, batch_size=b, prefix=prefix)
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self.step(batch, "")
-
-    def validation_step(self, batch, batch_idx):
-        self.step(batch, "val/")

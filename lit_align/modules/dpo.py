@@ -142,7 +142,8 @@ class DPOModule(AlignModule):
             ignore_index=IGNORE_INDEX, average_log_prob=self.average, return_logprobs=True, backend=h.backend,
             strategy=h.head_strategy, batch_invariant=h.batch_invariant)
 
-    def step(self, batch, metrics: PreferenceMetrics, prefix: str):
+    def step(self, batch, prefix: str):
+        metrics = self.train_metrics if self.training else self.val_metrics
         ref_chosen, ref_rejected = self.reference_scores(batch)  # first: a cache lookup reads the batch on the CPU
         hidden = final_hidden_states(self.model, batch)[:, :-1]  # (2B, T-1, H)
         labels = batch["labels"][:, 1:]  # (2B, T-1)
@@ -163,9 +164,3 @@ class DPOModule(AlignModule):
         self.log_scalars(values, batch_size=b, prefix=prefix)
         self.log_metrics(metrics, batch_size=b)
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self.step(batch, self.train_metrics, "")
-
-    def validation_step(self, batch, batch_idx):
-        self.step(batch, self.val_metrics, "val/")

@@ -76,7 +76,8 @@ class RewardModule(ScalarModule):
         super().__init__(model, **kwargs)
         self.train_metrics, self.val_metrics = PreferenceMetrics(), PreferenceMetrics("val/")
 
-    def step(self, batch, metrics: PreferenceMetrics, prefix: str):
+    def step(self, batch, prefix: str):
+        metrics = self.train_metrics if self.training else self.val_metrics
         scores = self.member_scores(batch)  # (M, 2B)
         b = scores.shape[1] // 2
         losses = [preference_loss(s[:b], s[b:], loss_type="bt", label_smoothing=self.hparams.label_smoothing,
@@ -87,10 +88,4 @@ class RewardModule(ScalarModule):
         self.log_scalars({"loss": loss}, batch_size=b, prefix=prefix)
         self.log_metrics(metrics, batch_size=b)
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self.step(batch, self.train_metrics, "")
-
-    def validation_step(self, batch, batch_idx):
-        self.step(batch, self.val_metrics, "val/")
 

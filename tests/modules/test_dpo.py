@@ -51,7 +51,7 @@ def test_loss_matches_hand_computation(suite, loss_type, head_strategy):
     margin = (policy[:b] - ref[:b]) - (policy[b:] - ref[b:])
     expected = {"sigmoid": -F.logsigmoid(0.3 * margin), "hinge": torch.relu(1 - 0.3 * margin),
                 "ipo": (margin - 1 / 0.6) ** 2}[loss_type].mean()
-    loss = module.step(batch, module.train_metrics, "")
+    loss = module.step(batch, "")
     torch.testing.assert_close(loss.double(), expected + 0.5 * nll, atol=1e-4, rtol=1e-4)
     means = module.train_metrics.means  # logps/* log the sums, whatever the loss normalises
     assert float(means["logps__chosen"].compute()) == pytest.approx(float(sums[:b].mean()), rel=1e-5)
@@ -68,7 +68,7 @@ def test_rpo_term_is_the_chosen_nll(suite):
         module = DPOModule(str(suite.model), beta=0.3, rpo_alpha=alpha)
         module.configure_model()
         perturb(module.model)
-        losses[alpha] = module.step(batch, module.train_metrics, "").double()
+        losses[alpha] = module.step(batch, "").double()
     b = len(batch["ids"])
     counts = (batch["labels"][:b, 1:] != -100).sum(-1).double()
     nll = (-logprobs_by_hand(module.model, batch)[:b] / counts).mean()
@@ -113,7 +113,7 @@ def test_starts_at_log2_with_every_reference(suite, tmp_path):
         if kwargs["reference"] == "precomputed":
             module.precompute_reference(dm)
         with torch.no_grad():
-            loss = module.step(batch, module.train_metrics, "")
+            loss = module.step(batch, "")
         assert loss.item() == pytest.approx(math.log(2), abs=1e-5), kwargs["reference"]
 
 

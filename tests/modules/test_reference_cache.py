@@ -187,4 +187,4 @@ def test_a_miss_after_filling_raises(suite, files, tmp_path):
         if cut:
             break
     with pytest.raises(CacheMiss, match=f"no reference score for pair.*'{cut[0]}'"):
-        module.step(batch, module.train_metrics, "")
+        module.step(batch, "")

@@ -66,7 +66,7 @@ def test_reward_model_bradley_terry_and_ensemble(suite, tmp_path):
     scores = module.member_scores(batch)  # (2, 2B)
     assert scores.shape == (2, 8) and not torch.allclose(scores[0], scores[1]), "members start different"
     expected = sum(-F.logsigmoid(s[:4] - s[4:]).mean() for s in scores)
-    torch.testing.assert_close(module.step(batch, module.train_metrics, ""), expected)
+    torch.testing.assert_close(module.step(batch, ""), expected)
     quiet_trainer(max_epochs=4).fit(module, dm)
     assert trainer_metric(module, "rewards/accuracies") >= 0.5
     paths = module.export(str(tmp_path / "rm"))
