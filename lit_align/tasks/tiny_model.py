@@ -43,29 +43,12 @@ def tiny_llama_config(
     )
 
 
-def build_tiny_model(
-    out_dir: str | os.PathLike,
-    tokenizer_dir: str | os.PathLike,
-    *,
-    hidden_size: int = 128,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    intermediate_size: int = 512,
-    max_position_embeddings: int = 256,
-    tie_word_embeddings: bool = True,
-    seed: int = 0,
-) -> LlamaForCausalLM:
-    """Build a randomly initialised tiny Llama for the tokenizer at `tokenizer_dir` and save both to `out_dir`."""
+def build_tiny_model(out_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike, *, seed: int = 0,
+                     **shape: int | bool) -> LlamaForCausalLM:
+    """Build a randomly initialised tiny Llama for the tokenizer at `tokenizer_dir` and save both to `out_dir`;
+    `shape` overrides tiny_llama_config's sizes (hidden_size, num_layers, ...)."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = tiny_llama_config(
-        tokenizer,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=tie_word_embeddings,
-    )
+    config = tiny_llama_config(tokenizer, **shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
