@@ -176,8 +176,8 @@ def load_models(setup: Setup, device: str):
 
 def prompt_ids(setup: Setup, tokenizer) -> list[list[int]]:
     """The first `prompts` prompts, encoded as in training, each repeated `samples` times (adjacent)."""
+    from lit_align.files import read_jsonl
     from lit_align.rollout.generate import encode_prompts
-    from lit_align.tasks.build import read_jsonl
 
     rows = read_jsonl(setup.prompts_file)[:setup.prompts]
     if len(rows) < setup.prompts:

@@ -7,6 +7,7 @@
     lit-align export --checkpoint runs/dpo --out artifacts/dpo      # newest last.ckpt -> save_pretrained
     lit-align evaluate --model artifacts/dpo --prompts artifacts/suite/data/test.jsonl
     lit-align demo                                           # the whole pipeline on the bundled suite
+    lit-align rest --config rest                             # ReST (Grow / Improve), resumable: --out runs/rest
     lit-align configs ls                                     # the packaged configs; `fit --config dpo` reads one
 
 Tokenizer-derived values (vocab_size, pad_token_id) are linked from the data module into the model.
@@ -38,6 +39,7 @@ TOOLS = {
     "export": ("lit_align.export", "a training checkpoint -> a save_pretrained folder (policy, reward model, D)"),
     "evaluate": ("lit_align.evaluate", "greedy task success, checker score, KL, reward of a policy"),
     "demo": ("lit_align.demo", "the whole pipeline on the bundled suite, with a before/after table and plots"),
+    "rest": ("lit_align.loops.rest", "ReST (Grow + Improve, repeated), resumable: lit-align rest --config rest"),
     "configs": ("lit_align.config_files", "list (ls) or copy (cp) the recipe configs that ship with lit_align"),
 }
 LIGHTNING = {

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lit_align.files import write_json
+
 RECIPES = ("dpo", "ppo", "rloo", "rlgaf")
 ONLINE = ("ppo", "rloo", "rlgaf")
 DEFAULT_RUN = {"seeds": [0], "recipes": ["dpo", "rloo"]}
@@ -128,12 +130,6 @@ def train(s: Spec, out: Path) -> dict:
 
 def digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def stage(folder: Path, key: str, fn) -> dict:

@@ -2,10 +2,16 @@
 
     lit-align evaluate --model artifacts/dpo --prompts artifacts/suite/data/test.jsonl \
         --reward-model artifacts/reward --reference artifacts/sft --json artifacts/dpo/eval.json
+    lit-align evaluate --model runs/rest/improve_2_3/model --prompts artifacts/suite/data/test.jsonl \
+        --best-of 8 --reward '{kind: model, path: artifacts/reward}' --temperature 0.8
 
 Loads the models named on the command line, runs lit_align.rollout.evaluate_policy (the metrics are documented
 there), prints a rich table of the metrics and a few examples, and writes the full result as JSON (atomically).
-Bad input (a missing file, a row without its checker) exits with status 2 and a one-line error.
+`--reward SPEC` (repeatable) takes the reward-source specs of training as YAML (`'{kind: checker}'`,
+`'{kind: model, path: artifacts/reward, reduction: min}'`; the word `checker` or a reward-model folder for short):
+their mean total on the answers is `source_reward`, and with `--best-of N` they pick the best of N samples per
+prompt (lit_align.rollout.best_of_n). Bad input (a missing file, a row without its checker, a bad spec) exits with
+status 2 and a one-line error.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from typing import Any
 
 from lit_align.errors import UserError
 from lit_align.rollout.evaluate import evaluate_policy, read_task_rows
+from lit_align.rollout.reward_sources import build_reward_sources
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="evaluate the first N rows only")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--kl-samples", type=int, default=1, help="sampled responses per prompt for the KL")
+    parser.add_argument("--reward", action="append", default=[], metavar="SPEC",
+                        help="a reward source as YAML, e.g. '{kind: checker}' or "
+                             "'{kind: model, path: artifacts/reward}' (repeat for a weighted sum); reports "
+                             "source_reward and ranks the --best-of samples")
+    parser.add_argument("--best-of", type=int, default=1, metavar="N",
+                        help="answer with the best of N samples per prompt by --reward (default 1: greedy)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of --best-of")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling of --best-of")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
@@ -53,12 +68,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                 pad_token_id=reward_tokenizer.pad_token_id).to(device)
     if args.reference:
         reference = load_causal_lm(args.reference, dtype=args.dtype).to(device)
+    specs = reward_specs(args.reward)
+    rewards = build_reward_sources(specs, device=device) if specs else None
     result = evaluate_policy(model, tokenizer, rows, reward_model=reward_model, reward_tokenizer=reward_tokenizer,
                              reference=reference, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                             kl_samples=args.kl_samples, seed=args.seed, progress=True)
+                             kl_samples=args.kl_samples, seed=args.seed, progress=True, rewards=rewards,
+                             best_of=args.best_of, temperature=args.temperature, top_p=args.top_p)
     sources = {"model": args.model, "prompts": str(args.prompts), "reward_model": args.reward_model,
-               "reference": args.reference, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
+               "reference": args.reference, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+               "rewards": specs, "best_of": args.best_of,
+               **({"temperature": args.temperature, "top_p": args.top_p} if args.best_of > 1 else {})}
     return {**result, "sources": sources}
+
+
+def reward_specs(texts: list[str]) -> list[dict[str, Any]]:
+    """Reward-source specs from --reward values: YAML dicts (or lists of them), `checker`, or a reward-model folder."""
+    import yaml
+
+    specs: list[dict[str, Any]] = []
+    for text in texts:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise UserError(f"--reward {text!r}: not YAML ({' '.join(str(error).split())})") from None
+        if value == "checker":
+            value = {"kind": "checker"}
+        elif isinstance(value, str):
+            value = {"kind": "model", "path": value}
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, dict) for v in values):
+            raise UserError(f"--reward {text!r}: expected a dict such as '{{kind: checker}}', got {value!r}")
+        specs += values
+    return specs
 
 
 def _tokenizer_or(path: str, fallback: Any) -> Any:
@@ -101,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"lit-align evaluate: error: {error}\n")
     print_result(result)
     if args.json_out:
-        from lit_align.tasks.build import write_json
+        from lit_align.files import write_json
 
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json_out, result)  # a temporary file renamed into place

@@ -15,7 +15,9 @@ def test_every_recipe_config_ships_in_the_package():
     assert {"sft", "reward", "discriminator", "dpo", "ppo", "rloo", "rlgaf", "strategy/ddp"} <= set(names())
     for name in names():
         text = (ROOT / f"{name}.yaml").read_text()
-        assert text.startswith("# lit-align fit --config configs/"), f"{name} must open with its command"
+        first = text.splitlines()[0]
+        assert first.startswith("# lit-align ") and f" --config configs/{name}.yaml" in first, \
+            f"{name} must open with the command that runs it"
         yaml.safe_load(text)
 
 
@@ -35,6 +37,7 @@ def test_configs_ls_and_cp(tmp_path, capsys):
     main(["configs", "ls"])
     out = capsys.readouterr().out
     assert all(name in out for name in names()) and "lit-align fit --config configs/dpo.yaml" in out
+    assert "lit-align rest --config configs/rest.yaml" in out
     main(["configs", "cp", "rloo", str(tmp_path) + "/"])
     assert (tmp_path / "rloo.yaml").read_text() == (ROOT / "rloo.yaml").read_text()
     with pytest.raises(SystemExit) as exit_info:

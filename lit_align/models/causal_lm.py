@@ -73,15 +73,6 @@ def sequence_logprobs(model, batch: dict, *, average_log_prob: bool = False, tem
                                     temperature=temperature, backend=backend, batch_invariant=batch_invariant)
 
 
-# Former names, kept only until their last callers move (lit_align/modules/sft.py, lit_align/rollout/score.py,
-# lit_align/models/__init__.py): shifted_logps -> token_logprobs (+ labels), sequence_logps -> sequence_logprobs.
-def shifted_logps(model, batch: dict, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    return token_logprobs(model, batch, **kwargs), batch["labels"][:, 1:]
-
-
-sequence_logps = sequence_logprobs
-
-
 def disable_dropout(model: torch.nn.Module) -> None:
     """Set every dropout probability to 0 (nn.Dropout and HF attention dropout), as on-policy RL needs: the
     log-probs of the sampled tokens must not change between the rollout and the update by chance alone."""

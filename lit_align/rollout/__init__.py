@@ -7,6 +7,7 @@ kl.py               KL(policy || reference) estimates (k1, k3 of lit_align.losse
 reward.py           reward-model scores of (prompt, response), tokenised as in training
 reward_sources.py   the reward of online RL: checkers, reward models (ensembles), a discriminator, weighted sums
 evaluate.py         evaluate_policy (checker success, diversity, reward, KL, length) and read_task_rows
+best_of_n.py        best-of-N: N samples per prompt, the one the reward sources rank highest
 runtime.py          eval-mode / device / batching helpers shared by the above
 progress.py         progress bars for long generation and scoring
 
@@ -27,13 +28,3 @@ __all__ = [
     "read_task_rows", "reward_scores", "stop_token_ids",
 ]
 
-
-def __getattr__(name: str):
-    # OLD PATH: lit_align.rollout.TaskEvalCallback is lit_align.callbacks.TaskEvalCallback, still named by YAML
-    # configs (class_path); imported on first use so that the sampler stays cheap to import. Remove once no config
-    # names the old path.
-    if name == "TaskEvalCallback":
-        from lit_align.callbacks.task_eval import TaskEvalCallback
-
-        return TaskEvalCallback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

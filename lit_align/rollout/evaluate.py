@@ -12,18 +12,28 @@ repeat a word), distinct_responses (different responses / n), length (mean gener
 included), finished (share that ended with a stop token rather than max_new_tokens), and when asked
 reward, kl, kl_k3, kl_per_token, kl_k3_per_token. "examples" holds a few rows for display.
 
+With reward sources (`rewards`: the `{kind: checker}` / `{kind: model, ...}` specs of training, built by
+lit_align.rollout.reward_sources.build_reward_sources), source_reward is their mean total on the answers. With
+`best_of` N > 1 the answers are not greedy: N samples per prompt at `temperature` / `top_p`, the one the reward
+sources rank highest (lit_align.rollout.best_of_n); then best_of = N, sample_success (the checker success of a
+single sample, over all N x prompts) and pass_at_n (share of prompts where any of the N samples succeeds: what a
+perfect ranker would reach) are added.
+
 Library code: the `lit-align evaluate` command (lit_align/evaluate.py), TaskEvalCallback (lit_align.callbacks)
 and the demo call it.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from lit_align.errors import UserError
+from lit_align.rollout.best_of_n import best_of_n
 from lit_align.rollout.generate import encode_prompts, generate
 from lit_align.rollout.kl import kl_to_reference
 from lit_align.rollout.reward import reward_scores
+from lit_align.rollout.reward_sources import score_rewards
 
 METRIC_NAMES = {"success_rate": "success", "mean_score": "score", "distinct_words_per_response": "distinct_words",
                 "repeated_word_share": "repeated_words", "distinct_response_share": "distinct_responses"}
@@ -51,10 +61,13 @@ def read_task_rows(path: str | Path, limit: int | None = None) -> list[dict[str,
 def evaluate_policy(model, tokenizer: Any, rows: list[dict], *, reward_model=None, reward_tokenizer: Any = None,
                     reference=None, max_new_tokens: int = 32, batch_size: int = 64, kl_samples: int = 1,
                     seed: int = 0, progress: bool | str = False, encoder: Any = None,
-                    num_examples: int = 5) -> dict[str, Any]:
+                    num_examples: int = 5, rewards: list | None = None, best_of: int = 1, temperature: float = 1.0,
+                    top_p: float = 1.0) -> dict[str, Any]:
     """Metrics of `model` on `rows` (each with "prompt" and a "task" checker dict); see the module docstring.
 
-    `encoder` (a RowEncoder, e.g. the training data module's) encodes the prompts as in training.
+    `encoder` (a RowEncoder, e.g. the training data module's) encodes the prompts as in training. `rewards` (reward
+    sources, lit_align.rollout.reward_sources) add "source_reward"; `best_of` > 1 answers with the best of that many
+    samples at `temperature` / `top_p` by `rewards` (lit_align.rollout.best_of_n) instead of greedily.
     """
     from lit_align.tasks.checkers import checker_from_dict
     from lit_align.tasks.evaluate import score_responses
@@ -66,24 +79,41 @@ def evaluate_policy(model, tokenizer: Any, rows: list[dict], *, reward_model=Non
         raise UserError(f"{rows[missing].get('_where', f'row {missing}')}: missing field 'task'")
     if kl_samples < 1:
         raise UserError(f"kl_samples must be >= 1, got {kl_samples}")
+    if best_of < 1 or (best_of > 1 and not rewards):
+        raise UserError(f"best_of={best_of}: expected 1 (greedy), or more with reward sources to rank the samples")
     prompts = encode_prompts(tokenizer, rows, encoder)
     title = progress if isinstance(progress, str) else "evaluating"
 
     def bar(stage: str) -> str | bool:
         return f"{title}: {stage}" if progress else False
 
-    greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      progress=bar("greedy"))
-    responses = [g.text for g in greedy]
     n = len(rows)
+    extra: dict[str, float] = {}
+    if best_of > 1:
+        best = best_of_n(model, tokenizer, rows, rewards, best_of, temperature=temperature, top_p=top_p,
+                         max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, prompt_ids=prompts,
+                         progress=bar(f"best of {best_of}"))
+        answers = best.picks
+        solved = [[checker.check(g.text).score == 1.0 for g in samples]  # (P, N) whether each sample succeeds
+                  for checker, samples in zip((checker_from_dict(row["task"]) for row in rows), best.samples,
+                                              strict=True)]
+        extra = {"best_of": float(best_of), "sample_success": sum(map(sum, solved)) / (n * best_of),
+                 "pass_at_n": sum(map(any, solved)) / n}
+    else:
+        answers = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           progress=bar("greedy"))
+    responses = [g.text for g in answers]
     scores = score_responses([row["task"] for row in rows], responses)
     metrics: dict[str, Any] = {"n": float(n), **{new: float(scores[old]) for old, new in METRIC_NAMES.items()},
-                               "length": sum(g.num_tokens for g in greedy) / n,
-                               "finished": sum(g.finished for g in greedy) / n}
+                               "length": sum(g.num_tokens for g in answers) / n,
+                               "finished": sum(g.finished for g in answers) / n, **extra}
+    if rewards:
+        result = score_rewards(rewards, rows, answers)
+        metrics["source_reward"] = result.total[result.valid].mean().item() if result.valid.any() else math.nan
     if reward_model is not None:
-        rewards = reward_scores(reward_model, reward_tokenizer or tokenizer, [row["prompt"] for row in rows],
-                                responses, batch_size=batch_size)
-        metrics["reward"] = rewards.mean().item()
+        model_rewards = reward_scores(reward_model, reward_tokenizer or tokenizer, [row["prompt"] for row in rows],
+                                      responses, batch_size=batch_size)
+        metrics["reward"] = model_rewards.mean().item()
     if reference is not None:
         repeated = [p for p in prompts for _ in range(kl_samples)]
         samples = generate(model, tokenizer, repeated, max_new_tokens=max_new_tokens, do_sample=True,

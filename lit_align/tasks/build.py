@@ -22,12 +22,13 @@ never leaves a half-written file and a present manifest means a complete suite.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from lit_align.files import read_jsonl, write_json, write_jsonl  # noqa: F401 (read_jsonl: the suite's reader)
 
 from .responses import COMMON_FIRST, MISTAKE_WEIGHTS, SEPARATOR, ZIPF_EXPONENT, bad_response, good_response, good_words
 from .suite import Task, describe, make_tasks
@@ -38,26 +39,6 @@ FORMAT = 2
 SIZES = {"sft": 8000, "preference": 3000, "prompts": 1000, "expert": 1000, "heldout": 400}
 """Default rows per file (per held-out split for "heldout"): the SFT and preference sizes of the suite v2
 experiment (8000 SFT rows, 3000 pairs)."""
-
-
-def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows as JSON lines via a temporary file and an atomic rename; returns the row count."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    count = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    os.replace(tmp, path)
-    return count
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _rng(seed: int | str, name: str) -> random.Random:
@@ -151,7 +132,7 @@ def build_suite(
     for name, rows in files.items():
         write_jsonl(out / name, rows)
         manifest["files"][name] = _file_entry(rows)
-    write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", manifest, sort_keys=True)
     return manifest
 
 
@@ -169,16 +150,3 @@ def _counts(values: Iterable[str | None]) -> dict[str, int]:
     for v in values:
         counts[str(v)] = counts.get(str(v), 0) + 1
     return dict(sorted(counts.items()))
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a suite file back (for tests, the tokenizer corpus and quick scripts)."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-    return rows

@@ -10,7 +10,8 @@ from tests.rollout.conftest import one_thread  # noqa: F401  (autouse, package s
 
 @pytest.fixture
 def files(tmp_path):
-    from lit_align.tasks.build import heldout_rows, sft_rows, write_jsonl
+    from lit_align.files import write_jsonl
+    from lit_align.tasks.build import heldout_rows, sft_rows
     from lit_align.tasks.suite import make_tasks
 
     write_jsonl(tmp_path / "sft.jsonl", sft_rows(make_tasks(8, 0, "train"), seed=0))

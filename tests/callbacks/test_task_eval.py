@@ -1,6 +1,5 @@
 """TaskEvalCallback on a real 1-epoch SFT fit: eval/* logged, history kept, fit-end evaluation, refusals; its
-history and last evaluated step survive a checkpoint (a resumed fit continues the curve); the old path
-lit_align.rollout.TaskEvalCallback still names it."""
+history and last evaluated step survive a checkpoint (a resumed fit continues the curve)."""
 from __future__ import annotations
 
 import math
@@ -92,10 +91,3 @@ def test_refuses_sharded_strategies_and_bad_files(tmp_path, files):
     with pytest.raises(ValueError, match="every_n_epochs"):
         TaskEvalCallback(str(files[1]), every_n_epochs=0)
 
-
-def test_old_path_names_the_same_class():
-    import lit_align.rollout
-
-    assert lit_align.rollout.TaskEvalCallback is TaskEvalCallback
-    with pytest.raises(AttributeError, match="NoSuchCallback"):
-        lit_align.rollout.NoSuchCallback  # noqa: B018

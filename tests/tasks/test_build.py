@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from lit_align.tasks.build import build_suite, read_jsonl, write_jsonl
+from lit_align.files import read_jsonl, write_jsonl
+from lit_align.tasks.build import build_suite
 from lit_align.tasks.checkers import checker_from_dict
 from lit_align.tasks.evaluate import score_by, score_responses
 from lit_align.tasks.responses import good_response, makes
@@ -129,7 +130,7 @@ def test_write_jsonl_is_atomic(tmp_path):
 def test_read_jsonl_names_the_bad_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"a": 1}\n{oops\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+    with pytest.raises(ValueError, match=r"bad.jsonl: line 2"):
         read_jsonl(path)
 
 
