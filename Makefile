@@ -29,6 +29,7 @@ build: $(VENV)/.built
 
 test: build
 	$(PY) -m pytest -q -x -p no:cacheprovider tests
+	$(VENV)/bin/ruff check .
 
 lint: env
 	$(VENV)/bin/ruff check .
