@@ -17,7 +17,7 @@ from it (same input_ids and attention_mask, labels = input_ids with -100 where c
 
 The step, identical on both sides apart from the loss call (AdamW, lr --lr, weight decay 0, set_to_none grads):
   lit_align  DPOModule(path, beta=0.1, reference="copy", backend="auto"), configure_model();
-             loss = module.step(batch, module.train_metrics, ""); loss.backward(); opt.step(); opt.zero_grad()
+             loss = module.step(batch, ""); loss.backward(); opt.step(); opt.zero_grad()
              (step() updates the preference metrics and calls self.log, which returns early without a Trainer;
              its "no trainer" warning is silenced)
   trl        DPOTrainer(model=policy, ref_model=frozen copy, DPOConfig(beta=0.1, loss_type=["sigmoid"], ...));
@@ -211,7 +211,7 @@ def build_lit_align(setup: Setup, device: str) -> Runner:
     first: list[tuple[float, float]] = []
 
     def step() -> torch.Tensor:
-        loss = module.step(batch, module.train_metrics, "")  # self.log returns early: no Trainer (warning silenced)
+        loss = module.step(batch, "")  # self.log returns early: no Trainer (warning silenced)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
