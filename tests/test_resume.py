@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 
 from lit_align.callbacks.checkpoint import RunCheckpoint
 from lit_align.cli import cli_main
+from tests.killing import kill_when_marked
 from tests.test_cli import overrides
 
 STALL = "LIT_ALIGN_TEST_STALL"  # "<step>:<marker file>"
@@ -69,17 +69,6 @@ def start_stalling(args: list[str], stall: int, root: Path) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "lit_align.cli", *args], stdout=log, stderr=log, env=env)
 
 
-def kill_when_stalled(process: subprocess.Popen, root: Path) -> None:
-    marker, deadline = Path(f"{root}.stalled"), time.monotonic() + 300
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert marker.exists(), f"the run never stalled:\n{Path(f'{root}.log').read_text()[-4000:]}"
-    assert process.returncode == -signal.SIGKILL
-
-
 def fit_in_process(args: list[str]) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocess (OMP_NUM_THREADS=1): the same kernels, bitwise
@@ -112,7 +101,7 @@ def test_killed_fit_resumes_exactly(recipe, suite, tmp_path, caplog):
     try:
         fit_in_process(command(recipe, suite, baseline))  # the uninterrupted run, meanwhile
     finally:
-        kill_when_stalled(process, run)
+        kill_when_marked(process, Path(f"{run}.stalled"), Path(f"{run}.log"))
     killed = load(last)
     assert killed["global_step"] == saved, f"the kill should land after the periodic checkpoint of step {saved}"
     position = killed["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rollout.conftest import one_thread  # noqa: F401  (autouse, package scope)
+from tests.threads import one_thread  # noqa: F401  (autouse, package scope)
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ one thread like the subprocesses (OMP_NUM_THREADS=1), so the comparison is bitwi
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,6 +22,7 @@ from safetensors.torch import load_file
 
 from lit_align.files import read_json
 from lit_align.loops.rest import main as rest_main
+from tests.killing import kill_when_marked
 from tests.loops.stall import STALL
 
 TIMING = {"seconds", "sampling_seconds", "scoring_seconds", "responses_per_s", "tokens_per_s", "fit_seconds"}
@@ -37,14 +36,7 @@ def killed_at(point: str, args: list[str], root: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), STALL: f"{point}:{marker}"}
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "tests.loops.stall", *args], stdout=out, stderr=out, env=env)
-    deadline = time.monotonic() + 300
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert marker.exists(), f"the run never reached {point}:\n{log.read_text()[-4000:]}"
-    assert process.returncode == -signal.SIGKILL
+    kill_when_marked(process, marker, log)
 
 
 def metrics(summary: dict) -> list[tuple[str, dict]]:

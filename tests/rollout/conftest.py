@@ -10,15 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-
-@pytest.fixture(scope="package", autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.threads import one_thread  # noqa: F401  (autouse, package scope)
 
 
 @pytest.fixture(scope="session")
