@@ -17,8 +17,16 @@ Sampling: the first --prompts rows of the suite's prompts.jsonl, encoded as in t
 (lit_align.rollout.generate.encode_prompts), each repeated --samples times, sampled with
 lit_align.rollout.generate.generate(do_sample=True, temperature, max_new_tokens, seed) once per --batch-sizes
 entry. Tokens/s = generated tokens (sum of Generation.num_tokens, the stop token counted when a sample stopped) /
-the median wall time of a full pass over all prompts, after --warmup untimed generate calls on one batch. A random
+the median wall time of a full pass over all prompts, after --warmup untimed calls on one batch. A random
 model rarely samples the end-of-sequence token, so nearly every sample runs to --max-new-tokens.
+
+Samplers (--samplers; generate is the baseline and its samples are the ones scored):
+  generate   one plain generate call over all the sequences
+  grow       ReST's Grow as lit_align.loops.sampling.sample_chunks runs it: the prompts in chunks of --chunk-prompts,
+             a seed per chunk, each chunk's samples appended to a fresh JSONL file (lit_align.loops.rundir.ChunkedJSONL:
+             fsynced, then its commit record written) with no scorer; its tokens/s ratio is over generate's at the
+             same batch size (the per-chunk seeds sample other tokens than generate's, so tokens differ a little).
+The samplers are timed interleaved (generate, grow, generate, ...) at each batch size.
 
 Scoring: the samples of the first batch size, in length-sorted batches of --score-batch-size
 (lit_align.rollout.score.completion_batch: prompt + generated tokens, right-padded, labels -100 off the generated
@@ -60,6 +68,7 @@ import functools
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -76,6 +85,8 @@ from benchmarks.memory import cpu_peak, cuda_peak, run_in_child  # noqa: E402
 
 MODULE = "benchmarks.bench_rollout"  # the name the CPU memory processes import this file by
 PROVIDERS = ("lit_align", "eager")
+SAMPLERS = ("generate", "grow")
+SAMPLING_BASELINE = "generate"
 BASELINE = "eager"
 PHASES = ("score", "train")
 IGNORE = -100
@@ -174,14 +185,20 @@ def load_models(setup: Setup, device: str):
     return policy, reference, tokenizer
 
 
-def prompt_ids(setup: Setup, tokenizer) -> list[list[int]]:
-    """The first `prompts` prompts, encoded as in training, each repeated `samples` times (adjacent)."""
+def prompt_rows(setup: Setup) -> list[dict]:
+    """The first `prompts` rows of the prompts file."""
     from lit_align.files import read_jsonl
-    from lit_align.rollout.generate import encode_prompts
 
     rows = read_jsonl(setup.prompts_file)[:setup.prompts]
     if len(rows) < setup.prompts:
         raise SystemExit(f"{setup.prompts_file} has {len(rows)} prompts, fewer than --prompts {setup.prompts}")
+    return rows
+
+
+def prompt_ids(tokenizer, rows: list[dict], setup: Setup) -> list[list[int]]:
+    """The prompts, encoded as in training, each repeated `samples` times (adjacent)."""
+    from lit_align.rollout.generate import encode_prompts
+
     return [ids for ids in encode_prompts(tokenizer, rows) for _ in range(setup.samples)]
 
 
@@ -190,6 +207,28 @@ def sample(policy, tokenizer, prompts: list[list[int]], setup: Setup, batch_size
 
     return generate(policy, tokenizer, prompts, max_new_tokens=setup.max_new_tokens, do_sample=True,
                     temperature=setup.temperature, batch_size=batch_size, seed=setup.seed)
+
+
+def grow(policy, tokenizer, rows: list[dict], setup: Setup, batch_size: int, chunk_prompts: int, folder: str):
+    """ReST's Grow sampling of `rows` (lit_align.loops.sampling.sample_chunks, no scorer) into a fresh ChunkedJSONL
+    in `folder`; returns it (its committed lines are read back after the timing)."""
+    from lit_align.loops.rundir import ChunkedJSONL
+    from lit_align.loops.sampling import SamplingSettings, sample_chunks
+
+    settings = SamplingSettings(samples_per_prompt=setup.samples, temperature=setup.temperature,
+                                max_new_tokens=setup.max_new_tokens, batch_size=batch_size, chunk_prompts=chunk_prompts)
+    out = ChunkedJSONL(Path(tempfile.mkdtemp(dir=folder)) / "samples.jsonl")
+    sample_chunks(policy, tokenizer, rows, out, lambda chunk_rows, generations: [{} for _ in generations], settings,
+                  seed=setup.seed, stage="bench", progress=False)
+    return out
+
+
+def tally(result) -> tuple[int, int, int]:
+    """(sequences, generated tokens, finished samples) of one sampling pass: generate's Generations or Grow's
+    committed lines."""
+    samples = result if isinstance(result, list) else result.rows()
+    field = (lambda s, k: s[k]) if samples and isinstance(samples[0], dict) else getattr
+    return len(samples), sum(field(s, "num_tokens") for s in samples), sum(bool(field(s, "finished")) for s in samples)
 
 
 def score_batches(tokenizer, generations, setup: Setup, device: str) -> list[dict[str, torch.Tensor]]:
@@ -281,31 +320,59 @@ def measure_cpu_memory(phase: str, provider: str, setup: Setup, generations) -> 
 
 
 # ---- the two measurements ------------------------------------------------------------------------------------
-def bench_sampling(policy, tokenizer, prompts, setup: Setup, args) -> tuple[list[dict], list]:
-    """One row per batch size; also the generations of the first batch size's first timed pass (to be scored)."""
+def bench_sampling(policy, tokenizer, task_rows: list[dict], prompts, setup: Setup, args) -> tuple[list[dict], list]:
+    """One row per (batch size, sampler); also the generations of the first batch size's first timed generate pass
+    (to be scored)."""
     rows, kept = [], None
-    for batch_size in args.batch_sizes:
-        print(f"[bench_rollout] sampling, batch size {batch_size} ...", file=sys.stderr, flush=True)
-        row = dict(batch_size=batch_size, sequences=len(prompts), time_ms=None, time_ms_p20=None, time_ms_p80=None,
-                   times_ms=None, tokens=None, tokens_per_s=None, finished=None, time_na=None)
-        try:
-            for _ in range(args.warmup):
-                sample(policy, tokenizer, prompts[:batch_size], setup, batch_size)
-            times, tokens = [], []
+    folder = tempfile.mkdtemp(prefix="bench_rollout_grow_")
+    try:
+        for batch_size in args.batch_sizes:
+            print(f"[bench_rollout] sampling, batch size {batch_size} ({', '.join(args.samplers)}) ...",
+                  file=sys.stderr, flush=True)
+            warm_rows = task_rows[:max(1, batch_size // setup.samples)]
+            runs = {"generate": (functools.partial(sample, policy, tokenizer, prompts[:batch_size], setup, batch_size),
+                                 functools.partial(sample, policy, tokenizer, prompts, setup, batch_size)),
+                    "grow": (functools.partial(grow, policy, tokenizer, warm_rows, setup, batch_size,
+                                               args.chunk_prompts, folder),
+                             functools.partial(grow, policy, tokenizer, task_rows, setup, batch_size,
+                                               args.chunk_prompts, folder))}
+            group = {name: dict(batch_size=batch_size, provider=name,
+                                chunk_prompts=args.chunk_prompts if name == "grow" else None, sequences=len(prompts),
+                                time_ms=None, time_ms_p20=None, time_ms_p80=None, times_ms=None, tokens=None,
+                                tokens_per_s=None, finished=None, time_na=None) for name in args.samplers}
+            times: dict[str, list[float]] = {name: [] for name in group}
+            counts: dict[str, list[tuple[int, int, int]]] = {name: [] for name in group}
+            for name, row in group.items():
+                try:
+                    for _ in range(args.warmup):
+                        runs[name][0]()
+                except Exception as error:  # noqa: BLE001 - reported as the row's reason
+                    row["time_na"] = harness.reason(error)
             for _ in range(args.repeats):
-                run = functools.partial(sample, policy, tokenizer, prompts, setup, batch_size)
-                elapsed, generations = harness.timed(run, args.device)
-                times.append(elapsed)
-                tokens.append(sum(g.num_tokens for g in generations))
-                if kept is None:
-                    kept = generations
-            row.update(harness.summary(times), times_ms=times, tokens=tokens[0], tokens_per_run=tokens,
-                       finished=sum(g.finished for g in generations))
-            row["tokens_per_s"] = statistics.median(t / (ms / 1e3) for t, ms in zip(tokens, times, strict=True))
-        except Exception as error:  # noqa: BLE001 - reported as the row's reason
-            row["time_na"] = harness.reason(error)
-        rows.append(row)
-        harness.free(args.device)
+                for name, row in group.items():  # interleaved, so that a change in the machine's load hits both
+                    if row["time_na"] is not None:
+                        continue
+                    try:
+                        elapsed, result = harness.timed(runs[name][1], args.device)
+                        times[name].append(elapsed)
+                        counts[name].append(tally(result))
+                        if name == "generate" and kept is None:
+                            kept = result
+                    except Exception as error:  # noqa: BLE001 - reported as the row's reason
+                        row["time_na"] = harness.reason(error)
+            for name, row in group.items():
+                if row["time_na"] is None:
+                    tokens = [c[1] for c in counts[name]]
+                    row.update(harness.summary(times[name]), times_ms=times[name], sequences=counts[name][0][0],
+                               tokens=tokens[0], tokens_per_run=tokens, finished=counts[name][-1][2])
+                    row["tokens_per_s"] = statistics.median(
+                        n / (ms / 1e3) for n, ms in zip(tokens, times[name], strict=True))
+                rows.append(row)
+            harness.free(args.device)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    harness.add_ratios(rows, SAMPLING_BASELINE, group=lambda row: row["batch_size"],
+                       ratios=(("tokens_per_s", "tokens_per_s_ratio"),))
     return rows, kept
 
 
@@ -406,10 +473,12 @@ def _tokens_per_s(row: dict, notes: harness.Footnotes) -> str:
 
 
 SAMPLING_COLUMNS = [harness.Column("batch", 6, lambda r, notes: str(r["batch_size"])),
+                    harness.Column("sampler", 9, lambda r, notes: r["provider"], left=True),
                     harness.time_column("pass ms", ".1f"),
                     harness.Column("gen tokens", 11, lambda r, notes: harness.num(r["tokens"], "d")),
                     harness.Column("finished", 9, lambda r, notes: harness.num(r["finished"], "d")),
-                    harness.Column("tokens/s", 10, _tokens_per_s)]
+                    harness.Column("tokens/s", 10, _tokens_per_s),
+                    harness.ratio_column("tokens_per_s_ratio", "x generate", 10)]
 SCORING_COLUMNS = [harness.Column("phase", 6, lambda r, notes: r["phase"], left=True),
                    harness.Column("provider", 10, lambda r, notes: r["provider"], left=True),
                    harness.time_column("pass ms", ".1f"),
@@ -426,7 +495,7 @@ def print_table(result: dict, file=None) -> None:
           f"{meta['threads']} threads, load average {meta['load_average']}", file=file)
     print(f"  {meta['setup']}", file=file)
     print(f"  sampling: {meta['sequences']} sequences; median of {meta['repeats']} passes after {meta['warmup']} "
-          f"warm-up generate calls", file=file)
+          f"warm-up calls (one batch) per sampler", file=file)
     harness.print_rows(result["sampling"], SAMPLING_COLUMNS, notes, file)
     print(f"  scoring: {meta['scored_tokens']} generated tokens scored ({meta['input_tokens']} non-padding input "
           f"tokens) in {meta['score_batches']} batches; score = policy + reference, no grad, counted as one pass over "
@@ -444,12 +513,13 @@ def markdown(result: dict) -> str:
              f"thread(s), lit_align._C {'built' if meta['extension_loaded'] else 'not built'}; load average "
              f"{meta['load_average']} at the start, {meta['load_average_end']} at the end.", "",
              f"Sampling ({meta['sequences']} sequences, median of {meta['repeats']} passes):", "",
-             "| batch size | pass time | generated tokens | finished (stop token) | tokens/s |",
-             "|---|---|---|---|---|"]
+             "| batch size | sampler | pass time | generated tokens | finished (stop token) | tokens/s | "
+             "tokens/s ratio |", "|---|---|---|---|---|---|---|"]
     for r in result["sampling"]:
-        lines.append(f"| {r['batch_size']} | {_unit(notes, r['time_ms'], r['time_na'], '.1f', ' ms')} "
+        sampler = r["provider"] + (f" (chunks of {r['chunk_prompts']} prompts)" if r["chunk_prompts"] else "")
+        lines.append(f"| {r['batch_size']} | {sampler} | {_unit(notes, r['time_ms'], r['time_na'], '.1f', ' ms')} "
                      f"| {harness.num(r['tokens'], 'd')} | {harness.num(r['finished'], 'd')} "
-                     f"| {harness.num(r['tokens_per_s'], '.0f')} |")
+                     f"| {harness.num(r['tokens_per_s'], '.0f')} | {notes.ratio(r['tokens_per_s_ratio'])} |")
     lines += ["", f"Scoring the {meta['scored_tokens']} generated tokens ({meta['input_tokens']} non-padding input "
               f"tokens, {meta['score_batches']} batches of up to {meta['setup_args']['score_batch_size']}); "
               "*score* = policy + reference log-probs under no_grad, tokens/s counting the two models as one pass "
@@ -484,6 +554,9 @@ def parse_args(argv) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--batch-sizes", help="comma-separated sampling batch sizes (default per device)")
     p.add_argument("--score-batch-size", type=int, default=64, help="sequences per scoring batch")
+    p.add_argument("--samplers", default=",".join(SAMPLERS),
+                   help=f"comma-separated subset of {','.join(SAMPLERS)} ({SAMPLING_BASELINE} is required)")
+    p.add_argument("--chunk-prompts", type=int, default=64, help="grow: prompts per committed chunk")
     p.add_argument("--providers", default=",".join(PROVIDERS), help=f"comma-separated subset of {','.join(PROVIDERS)}")
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), help="model dtype (default float32 CPU, bfloat16 CUDA)")
@@ -510,13 +583,16 @@ def parse_args(argv) -> argparse.Namespace:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     except ValueError:
         p.error(f"--batch-sizes: integers, comma-separated, got {args.batch_sizes!r}")
-    for name in ("prompts", "samples", "max_new_tokens", "score_batch_size", "repeats"):
+    for name in ("prompts", "samples", "max_new_tokens", "score_batch_size", "chunk_prompts", "repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         p.error("--batch-sizes: at least one size, each >= 1")
     args.providers = harness.choices(args.providers, PROVIDERS, "--providers")
     args.phases = harness.choices(args.phases, PHASES, "--phases")
+    args.samplers = harness.choices(args.samplers, SAMPLERS, "--samplers")
+    if SAMPLING_BASELINE not in args.samplers:
+        p.error(f"--samplers: {SAMPLING_BASELINE} is the baseline and its samples are scored; keep it")
     return args
 
 
@@ -532,8 +608,9 @@ def main(argv: list[str] | None = None) -> dict:
                       args.prompts, args.samples, args.max_new_tokens, args.temperature, args.score_batch_size,
                       args.dtype, args.seed)
         policy, reference, tokenizer = load_models(setup, args.device)
-        prompts = prompt_ids(setup, tokenizer)
-        sampling, generations = bench_sampling(policy, tokenizer, prompts, setup, args)
+        rows = prompt_rows(setup)
+        prompts = prompt_ids(tokenizer, rows, setup)
+        sampling, generations = bench_sampling(policy, tokenizer, rows, prompts, setup, args)
         if generations is None:  # no batch size could sample: score nothing, say why
             raise SystemExit(f"sampling failed at every batch size: {sampling[0]['time_na']}")
         m = Models(policy, reference, score_batches(tokenizer, generations, setup, args.device))
@@ -567,7 +644,8 @@ def main(argv: list[str] | None = None) -> dict:
                            num_layers=config.num_hidden_layers, num_heads=config.num_attention_heads,
                            intermediate_size=config.intermediate_size,
                            tie_word_embeddings=bool(config.tie_word_embeddings), parameters=params),
-                sequences=len(prompts), batch_sizes=args.batch_sizes, scored_tokens=tokens, input_tokens=input_tokens,
+                sequences=len(prompts), batch_sizes=args.batch_sizes, samplers=args.samplers,
+                chunk_prompts=args.chunk_prompts, scored_tokens=tokens, input_tokens=input_tokens,
                 score_batches=len(score_shapes), score_batch_shapes=score_shapes,
                 load_average=_load(load_start), load_average_end=_load(os.getloadavg() if load_start else None))
     result = dict(meta=meta, sampling=sampling, rows=rows, agreement=agree)

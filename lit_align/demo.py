@@ -17,18 +17,17 @@ on the "transfer" prompts (the two held-out families), plus on the test prompts 
 model's score, KL to the SFT model and diversity (distinct words per response, distinct responses; success
 alone can be gamed by repetition).
 
-Every stage writes --out/seed<s>/<stage>/ through a temporary folder renamed when complete, with a done.json
-holding a key: a hash of the suite's manifest, the stage's settings and the keys of the stages it starts from.
-A rerun (or a run restarted after a crash) skips a stage whose key matches and redoes one made from another
-suite or other settings (and, through the keys, everything after it).
+Every stage is a stage of lit_align.loops (the driver ReST runs on): --out/seed<s> is a RunDir and each stage
+works in --out/seed<s>/<stage>.partial/, renamed to <stage>/ when complete, with a done.json holding a key: a
+hash of the suite's manifest, the stage's settings and the keys of the stages it starts from. A rerun skips a
+stage whose key matches and redoes one made from another suite or other settings (and, through the keys,
+everything after it); a run killed during a training stage resumes that stage's fit from its last checkpoint
+(lit_align.loops.trainer builds the Trainer, as for ReST), and the checkpoints are deleted once the model is exported.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
-import json
-import os
 import shutil
 import time
 import warnings
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_align.files import write_json
+from lit_align.loops.driver import RunDir, Stage, digest
 
 RECIPES = ("dpo", "ppo", "rloo", "rlgaf")
 ONLINE = ("ppo", "rloo", "rlgaf")
@@ -113,59 +113,36 @@ def build(s: Spec):
 
 
 def train(s: Spec, out: Path) -> dict:
-    """Fit the stage on CPU, log its curves to out/logs, export the model into out."""
+    """Fit the stage on CPU in `out` (resuming out/checkpoints/last.ckpt after a kill), its curves in out/logs;
+    export the model into out and delete the checkpoints."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger
+
+    from lit_align.loops.trainer import build_trainer, fit
 
     pl.seed_everything(s.data_args["seed"])
     module, data = build(s)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=CSVLogger(out, name="logs", version=0),
-                         callbacks=[RichProgressBar(leave=True)], enable_checkpointing=False,
-                         enable_model_summary=False, limit_val_batches=0, **s.fit)
-    trainer.fit(module, data)
+    trainer = build_trainer(out, accelerator="cpu", **s.fit)
+    result = fit(trainer, module, data)
     module.export(str(out), data.tokenizer)
-    return {"metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}, "fit": s.fit}
-
-
-def digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def stage(folder: Path, key: str, fn) -> dict:
-    """Run fn(tmp_folder) unless folder/done.json holds `key`; the folder appears only once fn has finished."""
-    done = folder / "done.json"
-    if done.exists():
-        info = json.loads(done.read_text())
-        if info.get("key") == key:
-            print(f"[demo] {folder}: already done, skipped")
-            return info
-        print(f"[demo] {folder}: made from another suite or other settings, redone")
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    start = time.time()
-    info = fn(tmp) or {}
-    info.update(key=key, seconds=round(time.time() - start, 1))
-    write_json(tmp / "done.json", info)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-    return info
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return {"metrics": result["metrics"], "steps": result["steps"], "resumed_from_step": result["resumed_from"],
+            "fit": s.fit}
 
 
 def run_seed(suite: Path, root: Path, seed: int, recipes: list[str], limit: int | None) -> dict[str, dict]:
     """Train and evaluate every stage of one seed; returns {model: evaluation} for "sft" and each recipe."""
+    stages = RunDir(root, marker="done.json")
     fingerprint = digest((suite / "data" / "manifest.json").read_text())
     keys: dict[str, str] = {}
     for recipe in ["sft", "reward", *recipes]:
         s = spec(recipe, suite, root, seed)
         after = keys["sft"] if recipe != "sft" else None  # every stage after SFT starts from the SFT model
         keys[recipe] = digest(fingerprint, s.config, seed, after)
-        stage(root / recipe, keys[recipe], lambda out, s=s: train(s, out))
+        stages.run(Stage(recipe, "train", keys[recipe], lambda out, s=s: train(s, out)))
     results = {}
     for model in ["sft", *recipes]:
         key = digest(keys[model], keys["sft"], keys["reward"], EVAL, limit)
-        info = stage(root / f"eval_{model}", key, lambda out, m=model: evaluate(suite, root, m, limit))
+        info = stages.run(Stage(f"eval_{model}", "eval", key, lambda out, m=model: evaluate(suite, root, m, limit)))
         results[model] = {split: info[split] for split in ("test", "transfer")}
     return results
 
@@ -234,12 +211,12 @@ def table(results: dict[int, dict], recipes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def read_curve(csv_path: Path, column: str) -> list[tuple[int, float]]:
-    """(step, value) rows of a CSVLogger metrics.csv where `column` was logged."""
-    import csv
+def read_curve(folder: Path, column: str) -> list[tuple[int, float]]:
+    """(step, value) rows of a training stage's logged metrics where `column` was logged (every logs/version_N of
+    the stage, a resumed fit's steps replacing the ones it redid)."""
+    from lit_align.loops.trainer import read_metrics
 
-    with open(csv_path) as handle:
-        return [(int(row["step"]), float(row[column])) for row in csv.DictReader(handle) if row.get(column)]
+    return [(int(row["step"]), float(row[column])) for row in read_metrics(folder) if row.get(column)]
 
 
 def smooth(values, window: int = 5) -> list[float]:
@@ -268,8 +245,7 @@ def plot(out: Path, seeds: list[int], panels: list[tuple[str, str, str]], name: 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     for ax, (recipe, column, title) in zip(axes[0], panels, strict=True):
         for seed in seeds:
-            csv = out / f"seed{seed}" / recipe / "logs" / "version_0" / "metrics.csv"
-            points = read_curve(csv, column) if csv.exists() else []
+            points = read_curve(out / f"seed{seed}" / recipe, column)
             if points:
                 steps, values = zip(*points, strict=True)
                 ax.plot(steps, smooth(values, 9 if name != "curves.png" else 5), label=f"seed {seed}")

@@ -1,4 +1,5 @@
-"""benchmarks/bench_rollout.py at tiny sizes: sampling and both scoring providers report numbers, and they agree.
+"""benchmarks/bench_rollout.py at tiny sizes: sampling (plain generate and ReST's chunked Grow) and both scoring
+providers report numbers, and the scoring providers agree.
 
 The benchmark itself is run at full size by hand (see its docstring); here it only has to build its model for the
 session's small suite, sample, score with both providers (no-grad policy + reference, and the policy's forward +
@@ -15,7 +16,7 @@ from benchmarks import bench_rollout
 # --suite: the session's small suite (tests/conftest.py); the benchmark builds its 32-wide model beside its tokenizer.
 TINY = ["--device", "cpu", "--prompts", "3", "--samples", "2", "--max-new-tokens", "5", "--batch-sizes", "6,2",
         "--score-batch-size", "4", "--hidden-size", "32", "--layers", "1", "--heads", "2", "--repeats", "2",
-        "--warmup", "1"]
+        "--warmup", "1", "--chunk-prompts", "2"]
 
 
 def test_sampling_and_both_providers_report_numbers_and_agree(suite, tmp_path, capsys):
@@ -31,13 +32,21 @@ def test_sampling_and_both_providers_report_numbers_and_agree(suite, tmp_path, c
     assert len(meta["load_average"]) == 3 and len(meta["load_average_end"]) == 3
     assert meta["model"]["hidden_size"] == 32 and meta["model"]["vocab_size"] == 1024, "the suite tokenizer's"
     assert meta["sequences"] == 6 and meta["batch_sizes"] == [6, 2]
+    assert meta["samplers"] == ["generate", "grow"] and meta["chunk_prompts"] == 2
     assert 6 <= meta["scored_tokens"] <= 6 * 5 < meta["input_tokens"], "prompts are input, not scored"
     assert meta["score_batches"] == 2 and [s[0] for s in meta["score_batch_shapes"]] == [4, 2]
 
-    assert [r["batch_size"] for r in saved["sampling"]] == [6, 2]
-    for row in saved["sampling"]:
+    sampling = saved["sampling"]
+    assert [(r["batch_size"], r["provider"]) for r in sampling] == [(6, "generate"), (6, "grow"), (2, "generate"),
+                                                                    (2, "grow")]
+    for row in sampling:
         assert row["time_na"] is None and row["time_ms"] > 0 and row["tokens_per_s"] > 0, row
+        assert row["sequences"] == 6, "grow: 3 prompts x 2 samples committed, in chunks of 2 + 1 prompts"
         assert 6 <= row["tokens"] <= 6 * 5 and row["tokens_per_run"] == [row["tokens"]] * 2, "seeded: same tokens"
+        assert row["tokens_per_s_ratio"] > 0 and row["chunk_prompts"] == (2 if row["provider"] == "grow" else None)
+    for generate, grown in (sampling[:2], sampling[2:]):
+        assert generate["tokens_per_s_ratio"] == 1.0
+        assert grown["tokens_per_s_ratio"] == pytest.approx(grown["tokens_per_s"] / generate["tokens_per_s"])
 
     rows = {(r["phase"], r["provider"]): r for r in saved["rows"]}
     assert set(rows) == {(ph, p) for ph in ("score", "train") for p in ("lit_align", "eager")}
@@ -59,6 +68,7 @@ def test_sampling_and_both_providers_report_numbers_and_agree(suite, tmp_path, c
     section = md.read_text()
     assert section.startswith("## Rollout: sampling and scoring (cpu)") and meta["command"] in section
     assert "| score | lit_align |" in section and "| train | eager |" in section
+    assert "| 6 | grow (chunks of 2 prompts) |" in section and "| 2 | generate |" in section
 
 
 def test_failing_provider_becomes_a_reason(suite, monkeypatch, capsys):
@@ -80,3 +90,7 @@ def test_bad_arguments():
         bench_rollout.main(["--device", "cpu", "--phases", "nope"])
     with pytest.raises(SystemExit):
         bench_rollout.main(["--device", "cpu", "--batch-sizes", "0"])
+    with pytest.raises(SystemExit):
+        bench_rollout.main(["--device", "cpu", "--samplers", "grow"])  # generate's samples are the ones scored
+    with pytest.raises(SystemExit):
+        bench_rollout.main(["--device", "cpu", "--chunk-prompts", "0"])
