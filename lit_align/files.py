@@ -15,7 +15,9 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def _fsync_replace(tmp: Path, path: Path) -> None:
+def fsync_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Flush the finished file `tmp` to disk and rename it over `path` (the last step of every atomic write here, and
+    of checkpoints and caches written by other libraries' savers)."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -26,7 +28,7 @@ def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) ->
     path = Path(path)
     tmp = _tmp(path)
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=sort_keys) + "\n", encoding="utf-8")
-    _fsync_replace(tmp, path)
+    fsync_replace(tmp, path)
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
@@ -37,7 +39,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
-    _fsync_replace(tmp, path)
+    fsync_replace(tmp, path)
     return count
 
 

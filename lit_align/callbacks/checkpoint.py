@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lit_align.files import fsync_replace
+
 
 class RunCheckpoint(ModelCheckpoint):
     """ModelCheckpoint with the run-folder defaults above; the arguments are ModelCheckpoint's
@@ -132,9 +134,7 @@ def replace(partial: str, path: str) -> None:
         os.replace(partial, path)
         shutil.rmtree(old, ignore_errors=True)
         return
-    with open(partial, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    fsync_replace(partial, path)
 
 
 def rng_states() -> dict[str, Any]:

@@ -25,6 +25,7 @@ from torch import nn
 
 from lit_align.data.tokenize import IGNORE_INDEX
 from lit_align.errors import UserError
+from lit_align.files import fsync_replace
 from lit_align.models.causal_lm import sequence_logprobs, token_logprobs
 
 
@@ -172,7 +173,7 @@ class CachedReference(nn.Module):
         scores = torch.tensor([self.cache[k] for k in keys], dtype=torch.float32).reshape(-1, 2)  # (N, 2)
         tmp = f"{self.path}.tmp{os.getpid()}"
         torch.save({"fingerprint": self.fingerprint, "model": self.model_name, "keys": keys, "scores": scores}, tmp)
-        os.replace(tmp, self.path)
+        fsync_replace(tmp, self.path)
 
     @torch.no_grad()
     def fill(self, sources: list[Source], score: Callable[[dict], torch.Tensor], *, may_score: bool,
