@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from lit_align.errors import UserError
+
 
 class ResumableSampler(DistributedSampler):
     """DistributedSampler whose next epoch can start part-way (`resume_at`: skip the first indices of this rank's
@@ -96,7 +98,7 @@ class ResumableDataLoader(DataLoader):
         saved = {k: state[k] for k in self.layout()}
         if saved != self.layout():
             changed = ", ".join(f"{k} {saved[k]} -> {v}" for k, v in self.layout().items() if saved[k] != v)
-            raise ValueError(f"cannot resume the training data mid-epoch (epoch {state['epoch']}, batch "
-                             f"{state['batches']} of {state['total']}): the data changed since the checkpoint "
-                             f"({changed}); resume with the same data, batch size and processes, or start anew")
+            raise UserError(f"cannot resume the training data mid-epoch (epoch {state['epoch']}, batch "
+                            f"{state['batches']} of {state['total']}): the data changed since the checkpoint "
+                            f"({changed}); resume with the same data, batch size and processes, or start anew")
         self.sampler.resume_at(state["epoch"], state["batches"] * self.batch_size)  # Lightning sets the epoch after
