@@ -8,7 +8,8 @@ batches need).
 
   SFTCollator        input_ids, attention_mask, labels: (B, T), right-padded
   PreferenceCollator input_ids, attention_mask, labels: (2B, T), rows 0..B-1 chosen, B..2B-1 rejected
-                     (the TRL/Liger layout the fused preference op expects); ids/index/passthrough per pair (B)
+                     (the TRL/Liger layout the fused preference op expects); ids/index/passthrough per pair (B);
+                     a `label_smoothing` column becomes a (B,) float32 tensor (per-pair cDPO / CREAM smoothing)
   PromptCollator     input_ids, attention_mask: (B, T), LEFT-padded so generation appends on the right
 
 Labels follow the HF convention: aligned with input_ids (unshifted; the model or loss shifts them), -100
@@ -105,12 +106,25 @@ class PreferenceCollator(_Collator):
     def __call__(self, examples: list[dict]) -> dict[str, Any]:
         sides = ("chosen", "rejected")
         ids = [ex[f"{s}_input_ids"] for s in sides for ex in examples]
+        meta = self.meta(examples)
+        if "label_smoothing" in meta:
+            meta["label_smoothing"] = smoothing_tensor(meta["label_smoothing"], meta["ids"])  # (B,)
         return {
             "input_ids": self._pad(ids, self.pad_token_id),  # (2B, T)
             "attention_mask": self._mask(ids),  # (2B, T)
             "labels": self._pad([ex[f"{s}_labels"] for s in sides for ex in examples], IGNORE_INDEX),  # (2B, T)
-            **self.meta(examples),
+            **meta,
         }
+
+
+def smoothing_tensor(values: list, ids: list) -> torch.Tensor:
+    """(B,) float32 per-pair label smoothing; every pair of a batch must carry one (the values were range-checked by
+    data/tokenize.py), else the pairs without one would silently get 0."""
+    missing = [i for i, v in zip(ids, values, strict=True) if v is None]
+    if missing:
+        raise UserError(f"pairs {missing[:4]} have no 'label_smoothing' while others in the same data do: give every "
+                        "row one (0.0 for an unsmoothed pair) or none")
+    return torch.tensor(values, dtype=torch.float32)
 
 
 class PromptCollator(_Collator):

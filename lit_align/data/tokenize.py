@@ -14,8 +14,11 @@ Limits: a prompt over `max_prompt_length` keeps its last tokens ("truncate") or 
 ("drop"); an example over `max_length` loses completion tokens from the end ("truncate") or is dropped
 ("drop"); an example whose prompt alone fills `max_length` is always dropped; "error" raises instead.
 Empty completions, preference pairs with chosen == rejected and prompt-only rows with an empty prompt are
-dropped (raise with `strict=True`). Every drop and truncation is counted in a DataReport. Bad options and a
-tokenizer without an EOS token raise a UserError (lit_align.errors) up front.
+dropped (raise with `strict=True`). A preference row may carry a per-pair `label_smoothing` (the probability that its
+label is wrong, a number in [0, 1]: CREAM's 1 - consistency, arXiv 2410.12735 §3, can exceed 0.5 when two
+iterations rank the responses in opposite orders); it is checked here and passed through to the batch. Every drop
+and truncation is counted in a DataReport. Bad options and a tokenizer without an EOS token raise a UserError
+(lit_align.errors) up front.
 """
 from __future__ import annotations
 
@@ -85,6 +88,7 @@ class RowEncoder:
         report = self._report(split, "preference", len(rows))
         out = []
         for row in rows:
+            _check_label_smoothing(row)
             empty = [k for k in ("chosen", "rejected") if _empty(row[k])]
             if empty:
                 self._reject(report, "empty_completion", row, field=empty[0])
@@ -239,6 +243,16 @@ class RowEncoder:
     @staticmethod
     def _example(row: dict, fmt: str, **tensors: Any) -> dict:
         return {"id": row["id"], "index": row["_index"], **tensors, "extra": passthrough(row, fmt)}
+
+
+def _check_label_smoothing(row: dict) -> None:
+    """A preference row's optional `label_smoothing`: a finite number in [0, 1] (bool and strings are errors)."""
+    if "label_smoothing" not in row:
+        return
+    value = row["label_smoothing"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise UserError(f"{row['_where']}: field 'label_smoothing': expected a number in [0, 1] (the probability "
+                        f"that the pair's label is wrong), got {value!r}")
 
 
 def _empty(text: str | list[Message], assistant_only: bool = False) -> bool:

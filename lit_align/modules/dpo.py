@@ -7,6 +7,8 @@ chosen answer (RPO, Pang et al. arXiv 2404.19733, Eq. 3), which keeps small mode
 The reference is a frozen copy ("copy"), the LoRA-less base ("adapter", with `lora`), or scores computed once
 before training and cached on disk ("precomputed", reusable by resumed and later runs: keyed by each pair's tokens
 and the initial weights, see CachedReference); SimPO needs none ("none").
+A batch with a `label_smoothing` column (a (B,) tensor from PreferenceCollator) smooths each pair by its own value
+instead of the module's constant: CREAM's consistency-regularised DPO (Wang et al., arXiv 2410.12735, §3).
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ class DPOModule(AlignModule):
     Args:
         loss_type: one of lit_align.ops.LOSS_TYPES except "bt" (sigmoid = DPO, robust, hinge, ipo, simpo).
         beta: the KL-regularisation strength (SimPO: the reward scale).
-        label_smoothing: the probability that a preference label is flipped (cDPO / robust DPO).
+        label_smoothing: the probability that a preference label is flipped (cDPO / robust DPO); a batch's own
+            per-pair `label_smoothing` column (B,) replaces it (CREAM).
         gamma: SimPO's target margin.
         average_log_prob: length-normalised sequence scores (None: True for ipo and simpo, as in their papers).
         rpo_alpha: weight of the chosen answer's NLL added to the loss (0 disables it).
@@ -130,15 +133,18 @@ class DPOModule(AlignModule):
         b = ref.shape[0] // 2
         return ref[:b], ref[b:]
 
-    def pair_losses(self, hidden: torch.Tensor, labels: torch.Tensor, ref_chosen=None, ref_rejected=None):
+    def pair_losses(self, hidden: torch.Tensor, labels: torch.Tensor, ref_chosen=None, ref_rejected=None,
+                    label_smoothing: torch.Tensor | None = None):
         """Per-pair (loss, chosen_rewards, rejected_rewards, chosen_logprobs, rejected_logprobs), (B,) each, from the
         policy's final hidden states (2B, T, H) and shifted labels (2B, T) (chosen rows, then rejected), through
-        lit_align.ops.fused_linear_preference_loss; the loss includes the RPO term, the log-probs are detached."""
+        lit_align.ops.fused_linear_preference_loss; the loss includes the RPO term, the log-probs are detached.
+        `label_smoothing` (B,) per pair replaces the module's constant when given."""
         h = self.hparams
         weight, bias = lm_head_parameters(self.model)
+        smoothing = h.label_smoothing if label_smoothing is None else label_smoothing
         return fused_linear_preference_loss(
             hidden, weight, labels, bias=bias, ref_chosen=ref_chosen, ref_rejected=ref_rejected, beta=h.beta,
-            loss_type=h.loss_type, label_smoothing=h.label_smoothing, gamma=h.gamma, rpo_alpha=h.rpo_alpha,
+            loss_type=h.loss_type, label_smoothing=smoothing, gamma=h.gamma, rpo_alpha=h.rpo_alpha,
             ignore_index=IGNORE_INDEX, average_log_prob=self.average, return_logprobs=True, backend=h.backend,
             strategy=h.head_strategy, batch_invariant=h.batch_invariant)
 
@@ -147,8 +153,9 @@ class DPOModule(AlignModule):
         ref_chosen, ref_rejected = self.reference_scores(batch)  # first: a cache lookup reads the batch on the CPU
         hidden = final_hidden_states(self.model, batch)[:, :-1]  # (2B, T-1, H)
         labels = batch["labels"][:, 1:]  # (2B, T-1)
+        smoothing = batch.get("label_smoothing")  # (B,) per pair, or None: the module's constant
         losses, chosen_rewards, rejected_rewards, chosen, rejected = self.pair_losses(hidden, labels, ref_chosen,
-                                                                                     ref_rejected)
+                                                                                     ref_rejected, smoothing)
         b = chosen.shape[0]
         loss = losses.mean()
         values = {"loss": loss}

@@ -87,3 +87,26 @@ def test_model_inputs_recasts_a_4d_mask():
                        dtype=torch.bfloat16)
     assert out["attention_mask"].dtype == torch.bfloat16 and out["use_cache"] is False and "ids" not in out
     assert out["attention_mask"][0, 0].tolist() == [[0.0, torch.finfo(torch.bfloat16).min], [0.0, 0.0]]
+
+
+def test_preference_label_smoothing_column_is_checked_and_becomes_a_tensor(chat_tokenizer):
+    """A per-pair `label_smoothing` (CREAM) reaches the batch as a (B,) float tensor; bad values and rows lacking it
+    while others carry it are one-line errors naming the row."""
+    import pytest
+
+    from lit_align.errors import UserError
+
+    def rows(*values):
+        data = [{"prompt": f"q{i}", "chosen": "apple", "rejected": "dog",
+                 **({} if v is ... else {"label_smoothing": v})} for i, v in enumerate(values)]
+        return read_rows(data, "preference", name="p.jsonl")
+
+    examples, _ = tokenize_rows(rows(0.25, 0.0, 0.75), "preference", chat_tokenizer)
+    batch = PreferenceCollator(chat_tokenizer.pad_token_id)(examples)
+    assert batch["label_smoothing"].dtype == torch.float32 and batch["label_smoothing"].tolist() == [0.25, 0.0, 0.75]
+    for bad in (1.5, -0.1, float("nan"), "0.1", True):
+        with pytest.raises(UserError, match=r"p.jsonl: row 1: field .label_smoothing."):
+            tokenize_rows(rows(0.1, bad), "preference", chat_tokenizer)
+    examples, _ = tokenize_rows(rows(0.1, ...), "preference", chat_tokenizer)
+    with pytest.raises(UserError, match="no 'label_smoothing'"):
+        PreferenceCollator(chat_tokenizer.pad_token_id)(examples)

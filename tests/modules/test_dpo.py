@@ -138,3 +138,21 @@ def test_training_raises_the_margin(suite):
 def test_bad_settings(suite, kwargs, match):
     with pytest.raises(ValueError, match=match):
         DPOModule(str(suite.model), **kwargs)
+
+
+def test_per_pair_label_smoothing_from_the_batch(suite):
+    """A batch's `label_smoothing` column (B,) smooths each pair by its own value (CREAM, arXiv 2410.12735 §3):
+    loss_i = (1 - eps_i) * -log sigmoid(beta m_i) + eps_i * -log sigmoid(-beta m_i), replacing the constant."""
+    _, batch = one_batch(suite)
+    module = DPOModule(str(suite.model), beta=0.3, label_smoothing=0.4)
+    module.configure_model()
+    perturb(module.model)
+    b = len(batch["ids"])
+    eps = torch.linspace(0.0, 0.9, b)  # (B,), distinct per pair, some above 0.5
+    policy, ref = logprobs_by_hand(module.model, batch), logprobs_by_hand(module.reference.model, batch)
+    margin = 0.3 * ((policy[:b] - ref[:b]) - (policy[b:] - ref[b:]))
+    expected = ((1 - eps) * -F.logsigmoid(margin) + eps * -F.logsigmoid(-margin)).mean()
+    loss = module.step({**batch, "label_smoothing": eps}, "")
+    torch.testing.assert_close(loss.double(), expected.double(), atol=1e-4, rtol=1e-4)
+    constant = module.step(batch, "")  # without the column: the module's 0.4
+    assert abs(constant.item() - loss.item()) > 1e-4
