@@ -1,10 +1,10 @@
 """`make demo` / `lit-align demo`: the whole pipeline on the bundled task suite, from nothing, on a CPU.
 
-    suite (data, tokenizer, tiny Llama) -> SFT -> reward model -> DPO, PPO, RLOO, RLGAF (each from the SFT model)
+    suite (data, tokenizer, tiny Llama) -> SFT -> reward model -> DPO, PPO, RLOO, GRPO, RLGAF (each from SFT)
       -> greedy evaluation on the held-out splits
 
 for each seed, then a before/after table and PNG plots of the training curves. The default run is one seed with
-DPO and RLOO; `--full` is the report of the README (seeds 0 and 1, DPO, PPO, RLOO and RLGAF).
+DPO and RLOO; `--full` is the report of the README (seeds 0 and 1, DPO, PPO, RLOO, GRPO and RLGAF).
 
 One source of truth: every training stage is the packaged recipe config (lit_align/configs/<recipe>.yaml, what
 `lit-align fit --config <recipe>` runs): its model and data classes with their arguments and the trainer's
@@ -38,8 +38,8 @@ from typing import Any
 from lit_align.files import write_json
 from lit_align.loops.driver import RunDir, Stage, digest
 
-RECIPES = ("dpo", "ppo", "rloo", "rlgaf")
-ONLINE = ("ppo", "rloo", "rlgaf")
+RECIPES = ("dpo", "ppo", "rloo", "grpo", "rlgaf")
+ONLINE = ("ppo", "rloo", "grpo", "rlgaf")
 DEFAULT_RUN = {"seeds": [0], "recipes": ["dpo", "rloo"]}
 FULL_RUN = {"seeds": [0, 1], "recipes": list(RECIPES)}
 EVAL = {"max_new_tokens": 24, "batch_size": 64}
@@ -231,6 +231,8 @@ ONLINE_PANELS = [("ppo", "objective/scores", "PPO: checker reward of samples"),
                  ("ppo", "objective/kl", "PPO: KL to SFT"),
                  ("rloo", "objective/scores", "RLOO: checker reward of samples"),
                  ("rloo", "objective/kl", "RLOO: KL to SFT"),
+                 ("grpo", "objective/scores", "GRPO: checker reward of samples"),
+                 ("grpo", "objective/kl", "GRPO: KL to SFT"),
                  ("rlgaf", "disc/acc_generated", "RLGAF: D accuracy on policy samples"),
                  ("rlgaf", "monitor/success", "RLGAF: task success of samples (unseen)")]
 

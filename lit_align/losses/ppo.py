@@ -33,6 +33,18 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, masked(advantages + values, mask)
 
 
+def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_low: float, clip_high: float
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A) and where the clipped branch won.
+
+    PPO's Eq. 7 when clip_low == clip_high; DAPO's clip-higher (arXiv 2503.14476, Eq. 10) when clip_high > clip_low.
+    ratio and advantages broadcast: (B, T) token ratios or (B, 1) sequence ratios (GSPO), (B, T) or (B, 1) advantages.
+    """
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    return torch.maximum(unclipped, clipped), clipped > unclipped
+
+
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                 clip: float = 0.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate -min(ratio * A, clip(ratio, 1 - clip, 1 + clip) * A), averaged over masked tokens.
@@ -42,11 +54,10 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     """
     log_ratio = masked(logp - old_logp, mask)
     ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token, was_clipped = clipped_surrogate(ratio, advantages, clip, clip)
+    loss = masked_mean(per_token, mask)
     with torch.no_grad():
-        stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask),
+        stats = {"clipfrac": masked_mean(was_clipped.float(), mask),
                  "approx_kl": masked_mean(torch.expm1(log_ratio) - log_ratio, mask),
                  "ratio": masked_mean(ratio, mask)}
     return loss, stats

@@ -256,15 +256,19 @@ class OnlineRLModule(AlignModule):
         """Hook after the policy update (RLGAF trains its discriminator here); returns metrics to log."""
         return {}
 
+    def rollout(self, rows: list[dict], prompts: list[list[int]], seed: int) -> tuple[Experience, RewardResult]:
+        """Sample one response per (repeated) prompt, score it, build the experience; session recipes override."""
+        generations = self.sample(prompts, seed)
+        self.before_rewards(rows, generations)
+        rewards = score_rewards(self.reward_sources, rows, generations)
+        return self.make_experience(rows, generations, rewards), rewards
+
     def training_step(self, batch, batch_idx):
         rows, prompts = self.prompt_rows(batch)
         k = self.hparams.samples_per_prompt
         rows, prompts = [r for r in rows for _ in range(k)], [p for p in prompts for _ in range(k)]  # prompt-major
         seed = self.rollout_seed(batch_idx)
-        generations = self.sample(prompts, seed)
-        self.before_rewards(rows, generations)
-        rewards = score_rewards(self.reward_sources, rows, generations)
-        exp = self.make_experience(rows, generations, rewards)
+        exp, rewards = self.rollout(rows, prompts, seed)
         self.compute_advantages(exp)
         stats = self.optimize(exp, seed)
         seq_kl = float(exp.kl.sum()) / n_valid(exp)
