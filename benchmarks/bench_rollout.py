@@ -5,13 +5,16 @@ against the eager log_softmax path, in the same run.
     python benchmarks/bench_rollout.py --device cpu --prompts 16 --samples 2 --max-new-tokens 8 --out-json /tmp/r.json
     python benchmarks/bench_rollout.py --device cuda --hidden-size 1024 --layers 8 --heads 16 \\
         --out-json benchmarks/results/h100_rollout.json --out-md /tmp/h100_rollout.md
+    OMP_NUM_THREADS=1 python benchmarks/bench_rollout.py --device cpu --model artifacts/smollm2 --prompts 16  # real
 
 The models: the bundled tiny Llama (lit_align.tasks: hidden 128, 2 layers, 4 heads, MLP 512, tied embeddings,
 vocabulary 1024 from the suite tokenizer), built with its suite into a temporary folder (or taken from / built
 into --suite DIR, the layout of `python -m lit_align.tasks build --out DIR`). --hidden-size / --layers / --heads /
 --intermediate build a Llama of another size for the same tokenizer (e.g. a bigger one on GPU); the vocabulary is
-the tokenizer's. The policy and the reference are two copies loaded from the same folder (float32 on CPU,
-bfloat16 on CUDA), in eval mode; the training row puts the policy in train mode (the Llama has no dropout).
+the tokenizer's. --model PATH takes a real HF folder instead (e.g. SmolLM2-135M-Instruct, V = 49,152), the suite's
+prompts in its tokenizer and chat template. The policy and the reference are two copies loaded from the same
+folder (float32 on CPU, bfloat16 on CUDA), in eval mode; the training row puts the policy in train mode (the Llama
+has no dropout).
 
 Sampling: the first --prompts rows of the suite's prompts.jsonl, encoded as in training
 (lit_align.rollout.generate.encode_prompts), each repeated --samples times, sampled with
@@ -26,6 +29,12 @@ Samplers (--samplers; generate is the baseline and its samples are the ones scor
              a seed per chunk, each chunk's samples appended to a fresh JSONL file (lit_align.loops.rundir.ChunkedJSONL:
              fsynced, then its commit record written) with no scorer; its tokens/s ratio is over generate's at the
              same batch size (the per-chunk seeds sample other tokens than generate's, so tokens differ a little).
+  sessions   CORGI's feedback sessions (lit_align.rollout.sessions.sample_sessions, opt-in: --samplers
+             generate,grow,sessions): each sequence a session of at most --session-rounds feedback rounds with the
+             suite checker's feedback, all unfinished sessions generating together per turn; sequences = sessions,
+             tokens = the answers' generated tokens (feedback turns are spliced in, not generated), plus
+             sessions_per_s and turns (answers). A random model's answers rarely pass, so nearly every session
+             runs all rounds; with the sessions' prompts growing per turn its tokens/s is below generate's.
 The samplers are timed interleaved (generate, grow, generate, ...) at each batch size.
 
 Scoring: the samples of the first batch size, in length-sorted batches of --score-batch-size
@@ -85,7 +94,8 @@ from benchmarks.memory import cpu_peak, cuda_peak, run_in_child  # noqa: E402
 
 MODULE = "benchmarks.bench_rollout"  # the name the CPU memory processes import this file by
 PROVIDERS = ("lit_align", "eager")
-SAMPLERS = ("generate", "grow")
+SAMPLERS = ("generate", "grow", "sessions")
+DEFAULT_SAMPLERS = ("generate", "grow")
 SAMPLING_BASELINE = "generate"
 BASELINE = "eager"
 PHASES = ("score", "train")
@@ -151,6 +161,8 @@ def prepare_suite(args, stack: contextlib.ExitStack) -> tuple[str, str]:
         if size == TINY:
             build_tiny_model(root / "model", root / "tokenizer", seed=args.seed)
     prompts_file, tok_dir = root / "data" / "prompts.jsonl", root / "tokenizer"
+    if args.model:  # a given HF folder (e.g. artifacts/smollm2): the suite's prompts in its own tokenizer
+        return args.model, str(prompts_file)
     if size == TINY:
         model_dir = root / "model"
     else:
@@ -223,9 +235,33 @@ def grow(policy, tokenizer, rows: list[dict], setup: Setup, batch_size: int, chu
     return out
 
 
+def sessions(policy, tokenizer, rows: list[dict], setup: Setup, batch_size: int, rounds: int):
+    """CORGI's session sampler on `rows`, each repeated `samples` times, with the suite checker's feedback."""
+    from lit_align.rollout.feedback import env_factory
+    from lit_align.rollout.sessions import sample_sessions
+
+    repeated = [row for row in rows for _ in range(setup.samples)]
+    return sample_sessions(policy, tokenizer, repeated, env_factory(), rounds=rounds, do_sample=True,
+                           max_new_tokens=setup.max_new_tokens, temperature=setup.temperature,
+                           batch_size=batch_size, seed=setup.seed)
+
+
+def session_extras(result: list) -> dict:
+    """What a sessions pass adds to its row: answers given and how the sessions ended."""
+    from lit_align.rollout.sessions import STOPS
+
+    return {"turns": sum(len(s.answers) for s in result),
+            "stops": {reason: sum(s.stop == reason for s in result) for reason in STOPS}}
+
+
 def tally(result) -> tuple[int, int, int]:
-    """(sequences, generated tokens, finished samples) of one sampling pass: generate's Generations or Grow's
-    committed lines."""
+    """(sequences, generated tokens, finished samples) of one sampling pass: generate's Generations, Grow's
+    committed lines, or sessions (their answers' tokens; finished = answers that ended with a stop token)."""
+    from lit_align.rollout.sessions import Session
+
+    if result and isinstance(result, list) and isinstance(result[0], Session):
+        answers = [a for s in result for a in s.answers]
+        return len(result), sum(a.num_tokens for a in answers), sum(a.finished for a in answers)
     samples = result if isinstance(result, list) else result.rows()
     field = (lambda s, k: s[k]) if samples and isinstance(samples[0], dict) else getattr
     return len(samples), sum(field(s, "num_tokens") for s in samples), sum(bool(field(s, "finished")) for s in samples)
@@ -335,7 +371,11 @@ def bench_sampling(policy, tokenizer, task_rows: list[dict], prompts, setup: Set
                     "grow": (functools.partial(grow, policy, tokenizer, warm_rows, setup, batch_size,
                                                args.chunk_prompts, folder),
                              functools.partial(grow, policy, tokenizer, task_rows, setup, batch_size,
-                                               args.chunk_prompts, folder))}
+                                               args.chunk_prompts, folder)),
+                    "sessions": (functools.partial(sessions, policy, tokenizer, warm_rows, setup, batch_size,
+                                                   args.session_rounds),
+                                 functools.partial(sessions, policy, tokenizer, task_rows, setup, batch_size,
+                                                   args.session_rounds))}
             group = {name: dict(batch_size=batch_size, provider=name,
                                 chunk_prompts=args.chunk_prompts if name == "grow" else None, sequences=len(prompts),
                                 time_ms=None, time_ms_p20=None, time_ms_p80=None, times_ms=None, tokens=None,
@@ -356,6 +396,8 @@ def bench_sampling(policy, tokenizer, task_rows: list[dict], prompts, setup: Set
                         elapsed, result = harness.timed(runs[name][1], args.device)
                         times[name].append(elapsed)
                         counts[name].append(tally(result))
+                        if name == "sessions":
+                            row.update(session_extras(result))
                         if name == "generate" and kept is None:
                             kept = result
                     except Exception as error:  # noqa: BLE001 - reported as the row's reason
@@ -367,6 +409,8 @@ def bench_sampling(policy, tokenizer, task_rows: list[dict], prompts, setup: Set
                                tokens=tokens[0], tokens_per_run=tokens, finished=counts[name][-1][2])
                     row["tokens_per_s"] = statistics.median(
                         n / (ms / 1e3) for n, ms in zip(tokens, times[name], strict=True))
+                    if name == "sessions":
+                        row["sessions_per_s"] = row["sequences"] / (row["time_ms"] / 1e3)
                 rows.append(row)
             harness.free(args.device)
     finally:
@@ -478,7 +522,9 @@ SAMPLING_COLUMNS = [harness.Column("batch", 6, lambda r, notes: str(r["batch_siz
                     harness.Column("gen tokens", 11, lambda r, notes: harness.num(r["tokens"], "d")),
                     harness.Column("finished", 9, lambda r, notes: harness.num(r["finished"], "d")),
                     harness.Column("tokens/s", 10, _tokens_per_s),
-                    harness.ratio_column("tokens_per_s_ratio", "x generate", 10)]
+                    harness.ratio_column("tokens_per_s_ratio", "x generate", 10),
+                    harness.Column("sessions/s", 10, lambda r, notes: harness.num(r.get("sessions_per_s"), ".1f")
+                                   if r.get("sessions_per_s") is not None else "")]
 SCORING_COLUMNS = [harness.Column("phase", 6, lambda r, notes: r["phase"], left=True),
                    harness.Column("provider", 10, lambda r, notes: r["provider"], left=True),
                    harness.time_column("pass ms", ".1f"),
@@ -517,6 +563,9 @@ def markdown(result: dict) -> str:
              "tokens/s ratio |", "|---|---|---|---|---|---|---|"]
     for r in result["sampling"]:
         sampler = r["provider"] + (f" (chunks of {r['chunk_prompts']} prompts)" if r["chunk_prompts"] else "")
+        if r.get("sessions_per_s") is not None:
+            sampler += (f" (up to {meta['session_rounds']} rounds; {r['turns']} answers, "
+                        f"{r['sessions_per_s']:.1f} sessions/s)")
         lines.append(f"| {r['batch_size']} | {sampler} | {_unit(notes, r['time_ms'], r['time_na'], '.1f', ' ms')} "
                      f"| {harness.num(r['tokens'], 'd')} | {harness.num(r['finished'], 'd')} "
                      f"| {harness.num(r['tokens_per_s'], '.0f')} | {notes.ratio(r['tokens_per_s_ratio'])} |")
@@ -544,6 +593,8 @@ def parse_args(argv) -> argparse.Namespace:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--suite", help="a suite folder (data/, tokenizer/, model/), built there where parts are missing "
                                    "(default: a temporary folder, removed afterwards)")
+    p.add_argument("--model", help="a real HF model folder (e.g. artifacts/smollm2 from `lit-align models smollm2`) "
+                                   "instead of a tiny one; its sizes come from its config")
     p.add_argument("--hidden-size", type=int, default=TINY["hidden_size"], help="H (default: the tiny model's)")
     p.add_argument("--layers", type=int, default=TINY["num_layers"])
     p.add_argument("--heads", type=int, default=TINY["num_heads"])
@@ -554,8 +605,10 @@ def parse_args(argv) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--batch-sizes", help="comma-separated sampling batch sizes (default per device)")
     p.add_argument("--score-batch-size", type=int, default=64, help="sequences per scoring batch")
-    p.add_argument("--samplers", default=",".join(SAMPLERS),
-                   help=f"comma-separated subset of {','.join(SAMPLERS)} ({SAMPLING_BASELINE} is required)")
+    p.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS),
+                   help=f"comma-separated subset of {','.join(SAMPLERS)} ({SAMPLING_BASELINE} is required; "
+                        f"default {','.join(DEFAULT_SAMPLERS)})")
+    p.add_argument("--session-rounds", type=int, default=3, help="sessions: feedback rounds per session at most")
     p.add_argument("--chunk-prompts", type=int, default=64, help="grow: prompts per committed chunk")
     p.add_argument("--providers", default=",".join(PROVIDERS), help=f"comma-separated subset of {','.join(PROVIDERS)}")
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
@@ -575,6 +628,12 @@ def parse_args(argv) -> argparse.Namespace:
     for key in ("dtype", "batch_sizes", "repeats", "warmup"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
+    if args.model:  # the sizes of the given model (they are only reported)
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(args.model)
+        args.hidden_size, args.layers, args.heads, args.intermediate = (
+            config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size)
     if args.intermediate is None:
         args.intermediate = 4 * args.hidden_size
     if args.tolerance is None:
@@ -583,6 +642,8 @@ def parse_args(argv) -> argparse.Namespace:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     except ValueError:
         p.error(f"--batch-sizes: integers, comma-separated, got {args.batch_sizes!r}")
+    if args.session_rounds < 0:
+        p.error("--session-rounds must be >= 0")
     for name in ("prompts", "samples", "max_new_tokens", "score_batch_size", "chunk_prompts", "repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -645,7 +706,8 @@ def main(argv: list[str] | None = None) -> dict:
                            intermediate_size=config.intermediate_size,
                            tie_word_embeddings=bool(config.tie_word_embeddings), parameters=params),
                 sequences=len(prompts), batch_sizes=args.batch_sizes, samplers=args.samplers,
-                chunk_prompts=args.chunk_prompts, scored_tokens=tokens, input_tokens=input_tokens,
+                chunk_prompts=args.chunk_prompts, session_rounds=args.session_rounds, scored_tokens=tokens,
+                input_tokens=input_tokens,
                 score_batches=len(score_shapes), score_batch_shapes=score_shapes,
                 load_average=_load(load_start), load_average_end=_load(os.getloadavg() if load_start else None))
     result = dict(meta=meta, sampling=sampling, rows=rows, agreement=agree)

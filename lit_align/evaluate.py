@@ -4,14 +4,17 @@
         --reward-model artifacts/reward --reference artifacts/sft --json artifacts/dpo/eval.json
     lit-align evaluate --model runs/rest/improve_2_3/model --prompts artifacts/suite/data/test.jsonl \
         --best-of 8 --reward '{kind: model, path: artifacts/reward}' --temperature 0.8
+    lit-align evaluate --model artifacts/corgi --prompts artifacts/suite/data/transfer.jsonl --feedback-rounds 5
 
 Loads the models named on the command line, runs lit_align.rollout.evaluate_policy (the metrics are documented
 there), prints a rich table of the metrics and a few examples, and writes the full result as JSON (atomically).
 `--reward SPEC` (repeatable) takes the reward-source specs of training as YAML (`'{kind: checker}'`,
 `'{kind: model, path: artifacts/reward, reduction: min}'`; the word `checker` or a reward-model folder for short):
 their mean total on the answers is `source_reward`, and with `--best-of N` they pick the best of N samples per
-prompt (lit_align.rollout.best_of_n). Bad input (a missing file, a row without its checker, a bad spec) exits with
-status 2 and a one-line error.
+prompt (lit_align.rollout.best_of_n). `--feedback-rounds K` also runs greedy feedback sessions (CORGI, arXiv
+2411.01483; lit_align.rollout.evaluate_sessions): the checker's feedback comes back as a user turn up to K times, and
+success@0..K, the per-round fix and worse rates are printed and written under "sessions". Bad input (a missing file,
+a row without its checker, a bad spec) exits with status 2 and a one-line error.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_align.errors import UserError
-from lit_align.rollout.evaluate import evaluate_policy, read_task_rows
+from lit_align.rollout.evaluate import evaluate_policy, evaluate_sessions, read_task_rows
 from lit_align.rollout.reward_sources import build_reward_sources
 
 
@@ -44,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="answer with the best of N samples per prompt by --reward (default 1: greedy)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of --best-of")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling of --best-of")
+    parser.add_argument("--feedback-rounds", type=int, metavar="K",
+                        help="also run greedy sessions with up to K rounds of checker feedback; prints success@0..K")
+    parser.add_argument("--max-length", type=int, help="the longest session transcript in tokens "
+                        "(default: the model's max_position_embeddings)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
@@ -74,9 +81,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              reference=reference, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                              kl_samples=args.kl_samples, seed=args.seed, progress=True, rewards=rewards,
                              best_of=args.best_of, temperature=args.temperature, top_p=args.top_p)
+    if args.feedback_rounds is not None:
+        result["sessions"] = evaluate_sessions(model, tokenizer, rows, args.feedback_rounds,
+                                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                               max_length=args.max_length, progress=True)
     sources = {"model": args.model, "prompts": str(args.prompts), "reward_model": args.reward_model,
                "reference": args.reference, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
-               "rewards": specs, "best_of": args.best_of,
+               "rewards": specs, "best_of": args.best_of, "feedback_rounds": args.feedback_rounds,
                **({"temperature": args.temperature, "top_p": args.top_p} if args.best_of > 1 else {})}
     return {**result, "sources": sources}
 
@@ -130,6 +141,23 @@ def print_result(result: dict[str, Any]) -> None:
     console = Console()
     console.print(metrics)
     console.print(examples)
+    if "sessions" in result:
+        console.print(session_table(result["sessions"]))
+
+
+def session_table(sessions: dict[str, Any]):
+    """success@k, fix and worse rates per feedback round k (rollout.evaluate_sessions)."""
+    from rich.table import Table
+
+    table = Table(title=f"feedback sessions (n = {sessions['n']:.0f})")
+    for column in ("round k", "success@k", "fix rate", "worse rate", "answered"):
+        table.add_column(column, justify="right")
+    for k in range(int(sessions["rounds"]) + 1):
+        rates = [sessions.get(f"{name}@{k}") for name in ("fix_rate", "worse_rate", "answered")]
+        table.add_row(str(k), f"{sessions[f'success@{k}']:.1%}",
+                      *("" if v is None or v != v else f"{v:.1%}" for v in rates[:2]),
+                      "" if rates[2] is None else f"{rates[2]:.0f}")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:

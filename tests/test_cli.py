@@ -8,7 +8,8 @@ from lit_align.cli import cli_main, main
 
 # The `lit-align fit` configs (a loop's config, e.g. rest.yaml, opens with its own command: tests/loops)
 CONFIGS = sorted(str(p) for p in Path("configs").glob("*.yaml") if p.read_text().startswith("# lit-align fit "))
-ONLINE = {"PPOModule", "RLOOModule", "RLGAFModule", "RLGAFRLOOModule"}
+ONLINE = {"PPOModule", "RLOOModule", "GRPOModule", "RLGAFModule", "RLGAFRLOOModule", "CORGIRLOOModule",
+          "CORGIPPOModule"}
 
 
 def overrides(config: str, suite, root) -> list[str]:
@@ -32,7 +33,7 @@ def overrides(config: str, suite, root) -> list[str]:
 
 def test_every_recipe_has_a_config():
     names = {Path(c).stem for c in CONFIGS}
-    assert {"sft", "reward", "discriminator", "dpo", "ppo", "rloo", "rlgaf"} <= names
+    assert {"sft", "reward", "discriminator", "dpo", "ppo", "rloo", "grpo", "rlgaf", "corgi", "dynamics"} <= names
     for config in CONFIGS:
         first = open(config).readline()
         assert first.startswith(f"# lit-align fit --config configs/{Path(config).name}"), config

@@ -75,3 +75,21 @@ def test_command_best_of_n(suite, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main([*args, *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_command_feedback_rounds(suite, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code = main(["--model", str(suite.model), "--prompts", suite.file("val.jsonl"), "--max-new-tokens", "4",
+                 "--limit", "4", "--feedback-rounds", "2", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    sessions = result["sessions"]
+    at_k = [sessions[f"success@{k}"] for k in range(3)]
+    assert sessions["n"] == 4 and at_k == sorted(at_k) and at_k[0] == result["success"]
+    assert len(sessions["examples"][0]["turns"]) >= 1 and result["sources"]["feedback_rounds"] == 2
+    printed = capsys.readouterr().out
+    assert "feedback sessions" in printed and "success@k" in printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(suite.model), "--prompts", suite.file("val.jsonl"), "--feedback-rounds", "-1"])
+    assert exit_info.value.code == 2
+    assert "feedback rounds must be >= 0" in capsys.readouterr().err

@@ -14,6 +14,10 @@ evaluation raises, rank 0 still broadcasts (the error) before raising, so the ot
 hanging at the broadcast. A sharded model (FSDP, DeepSpeed, ModelParallel) cannot run on one rank alone; the
 callback refuses those strategies in `setup` with a clear error rather than hanging.
 
+With `feedback_rounds` K > 0 it also runs greedy feedback sessions (CORGI, arXiv 2411.01483;
+lit_align.rollout.evaluate_sessions) on the same prompts and logs eval/success@0..K, eval/fix_rate@k and
+eval/worse_rate@k beside the single-answer metrics: how well the policy uses the checker's feedback as training goes.
+
 Logging: on epoch ends through `pl_module.log` ("eval/success", ...); at fit end, where Lightning forbids
 `self.log`, straight to the trainer's loggers. `history` keeps every evaluation — "epoch" (training epochs
 completed: 1 after the first), "step" (optimizer steps) and the metrics — and `examples` the latest few
@@ -28,7 +32,9 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from lit_align.rollout.evaluate import evaluate_policy, read_task_rows
+from lit_align.rollout.evaluate import evaluate_policy, evaluate_sessions, read_task_rows
+
+SESSION_METRICS = ("success@", "fix_rate@", "worse_rate@")
 
 
 class TaskEvalCallback(Callback):
@@ -40,15 +46,21 @@ class TaskEvalCallback(Callback):
         max_new_tokens: the longest answer in tokens.
         limit: evaluate the first `limit` rows only (None: all of them).
         batch_size: prompts per generation batch.
+        feedback_rounds: K > 0 also logs success@0..K (and the fix / worse rates) of greedy feedback sessions.
+        max_length: the longest session transcript in tokens (None: the model's max_position_embeddings).
     """
 
     def __init__(self, prompts_file: str, every_n_epochs: int = 1, max_new_tokens: int = 32,
-                 limit: int | None = 200, batch_size: int = 64):
+                 limit: int | None = 200, batch_size: int = 64, feedback_rounds: int = 0,
+                 max_length: int | None = None):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        if feedback_rounds < 0:
+            raise ValueError(f"feedback_rounds must be >= 0, got {feedback_rounds}")
+        self.feedback_rounds, self.max_length = feedback_rounds, max_length
         self.prompts_file, self.every_n_epochs = prompts_file, every_n_epochs
         self.max_new_tokens, self.limit, self.batch_size = max_new_tokens, limit, batch_size
         self.rows: list[dict] | None = None
@@ -59,8 +71,9 @@ class TaskEvalCallback(Callback):
     @property
     def state_key(self) -> str:
         """One history per measurement: two callbacks on different prompts keep apart in the checkpoint."""
+        sessions = {"feedback_rounds": self.feedback_rounds} if self.feedback_rounds else {}  # old keys unchanged
         return self._generate_state_key(prompts_file=self.prompts_file, limit=self.limit,
-                                        max_new_tokens=self.max_new_tokens)
+                                        max_new_tokens=self.max_new_tokens, **sessions)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [dict(h) for h in self.history], "examples": [dict(e) for e in self.examples],
@@ -119,6 +132,13 @@ class TaskEvalCallback(Callback):
 
     def evaluate_rows(self, pl_module: pl.LightningModule, datamodule) -> dict[str, Any]:
         """Rank 0's evaluation of the prompts: metrics, n and a few examples (evaluate_policy)."""
-        return evaluate_policy(pl_module.model, datamodule.tokenizer, self.rows,
-                               encoder=getattr(datamodule, "encoder", None), max_new_tokens=self.max_new_tokens,
-                               batch_size=self.batch_size)
+        encoder = getattr(datamodule, "encoder", None)
+        result = evaluate_policy(pl_module.model, datamodule.tokenizer, self.rows, encoder=encoder,
+                                 max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        if self.feedback_rounds:
+            sessions = evaluate_sessions(pl_module.model, datamodule.tokenizer, self.rows, self.feedback_rounds,
+                                         encoder=encoder, max_new_tokens=self.max_new_tokens,
+                                         batch_size=self.batch_size, max_length=self.max_length)
+            result.update({k: v for k, v in sessions.items()  # rates of a round nobody reached are NaN: left out
+                           if k.startswith(SESSION_METRICS) and v == v})
+        return result

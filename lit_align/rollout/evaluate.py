@@ -19,6 +19,12 @@ sources rank highest (lit_align.rollout.best_of_n); then best_of = N, sample_suc
 single sample, over all N x prompts) and pass_at_n (share of prompts where any of the N samples succeeds: what a
 perfect ranker would reach) are added.
 
+`evaluate_sessions` measures how a policy uses corrective feedback (CORGI, arXiv 2411.01483): greedy sessions of
+at most `rounds` feedback rounds through the session sampler (rollout/sessions.py) with the checker's feedback as
+the next user turn, and returns success@0..rounds (share of prompts solved within k rounds), per round the fix
+rate (a failed answer fixed by the next one) and the worse rate (the next answer scores lower), the stop reasons
+and a few transcripts.
+
 Library code: the `lit-align evaluate` command (lit_align/evaluate.py), TaskEvalCallback (lit_align.callbacks)
 and the demo call it.
 """
@@ -126,3 +132,26 @@ def evaluate_policy(model, tokenizer: Any, rows: list[dict], *, reward_model=Non
         examples.append({"prompt": row["prompt"], "response": response, "score": check.score,
                          "feedback": check.feedback})
     return {**metrics, "examples": examples}
+
+
+def evaluate_sessions(model, tokenizer: Any, rows: list[dict], rounds: int, *, env: str = "checker",
+                      env_args: dict[str, Any] | None = None, max_new_tokens: int = 32, batch_size: int = 64,
+                      encoder: Any = None, max_length: int | None = None, progress: bool | str = False,
+                      num_examples: int = 3) -> dict[str, Any]:
+    """success@k (k = 0..rounds) and the per-round fix / worse rates of greedy feedback sessions on `rows`
+    (rollout/sessions.py summarize), with `examples`: a few transcripts as (answer, score, feedback) turns."""
+    from lit_align.rollout.feedback import env_factory
+    from lit_align.rollout.sessions import sample_sessions, summarize
+
+    if rounds < 0:
+        raise UserError(f"feedback rounds must be >= 0, got {rounds}")
+    if not rows:
+        raise UserError("no rows to evaluate")
+    sessions = sample_sessions(model, tokenizer, rows, env_factory(env, env_args), rounds=rounds, encoder=encoder,
+                               max_new_tokens=max_new_tokens, batch_size=batch_size, max_length=max_length,
+                               progress=progress if isinstance(progress, str) else "sessions" if progress else False)
+    examples = [{"prompt": s.row["prompt"], "stop": s.stop,
+                 "turns": [{"response": a.text, "score": score, "feedback": fb}
+                           for a, score, fb in zip(s.answers, s.scores, s.feedback, strict=True)]}
+                for s in sessions[:num_examples]]
+    return {"n": float(len(rows)), "rounds": float(rounds), **summarize(sessions, rounds), "examples": examples}

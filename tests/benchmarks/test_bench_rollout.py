@@ -94,3 +94,21 @@ def test_bad_arguments():
         bench_rollout.main(["--device", "cpu", "--samplers", "grow"])  # generate's samples are the ones scored
     with pytest.raises(SystemExit):
         bench_rollout.main(["--device", "cpu", "--chunk-prompts", "0"])
+
+
+def test_sessions_sampler_reports_sessions_per_second(suite, tmp_path):
+    md = tmp_path / "rollout.md"
+    result = bench_rollout.main([*TINY, "--suite", str(suite.root), "--batch-sizes", "6", "--samplers",
+                                 "generate,sessions", "--session-rounds", "2", "--phases", "score", "--providers",
+                                 "lit_align", "--skip-memory", "--out-md", str(md)])
+    generate, sessions = result["sampling"]
+    assert sessions["provider"] == "sessions" and sessions["time_na"] is None, sessions
+    assert sessions["sequences"] == 6 and sum(sessions["stops"].values()) == 6  # 3 prompts x 2 sessions
+    assert 6 <= sessions["turns"] <= 6 * 3 and sessions["tokens"] <= sessions["turns"] * 5
+    assert sessions["tokens_per_run"] == [sessions["tokens"]] * 2, "seeded: the same sessions each pass"
+    assert sessions["sessions_per_s"] == pytest.approx(6 / (sessions["time_ms"] / 1e3))
+    assert sessions["tokens_per_s_ratio"] == pytest.approx(sessions["tokens_per_s"] / generate["tokens_per_s"])
+    assert "sessions_per_s" not in generate and result["meta"]["session_rounds"] == 2
+    assert "| 6 | sessions (up to 2 rounds;" in md.read_text()
+    with pytest.raises(SystemExit):
+        bench_rollout.main(["--device", "cpu", "--session-rounds", "-1"])

@@ -91,3 +91,17 @@ def test_refuses_sharded_strategies_and_bad_files(tmp_path, files):
     with pytest.raises(ValueError, match="every_n_epochs"):
         TaskEvalCallback(str(files[1]), every_n_epochs=0)
 
+
+
+def test_feedback_rounds_log_success_at_k(suite, files, tmp_path):
+    callback = TaskEvalCallback(str(files[1]), max_new_tokens=4, limit=4, batch_size=4, feedback_rounds=2)
+    trainer, _ = fit(suite.model, files[0], [callback], tmp_path)
+    entry = callback.history[0]
+    at_k = [entry[f"success@{k}"] for k in range(3)]
+    assert at_k == sorted(at_k) and all(0 <= v <= 1 for v in at_k)
+    assert at_k[0] == entry["success"]  # turn 0 is the greedy single answer
+    assert float(trainer.callback_metrics["eval/success@2"]) == at_k[2]
+    plain = TaskEvalCallback(str(files[1]), max_new_tokens=4, limit=4, batch_size=4)
+    assert "'feedback_rounds'" not in plain.state_key and callback.state_key != plain.state_key
+    with pytest.raises(ValueError, match="feedback_rounds must be >= 0"):
+        TaskEvalCallback(str(files[1]), feedback_rounds=-1)
