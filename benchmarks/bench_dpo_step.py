@@ -3,11 +3,14 @@
     python benchmarks/bench_dpo_step.py --device cpu                        # V=32000, 8 pairs x 512 tokens
     python benchmarks/bench_dpo_step.py --device cpu --pairs 4 --seq-len 256 --json /tmp/dpo_step.json
     python benchmarks/bench_dpo_step.py --device cuda --json benchmarks/results/dpo_step_h100.json
+    python benchmarks/bench_dpo_step.py --device cpu --model artifacts/smollm2 --pairs 4 --seq-len 128  # a real model
 
 The model: a random Llama built from a config (hidden 256, 2 layers, 4 heads, intermediate 1024, vocabulary
 --vocab, untied embeddings so the LM head is a real (V, H) matrix), saved with a word-level tokenizer to a
 temporary folder and loaded by path on both sides (float32 on CPU, bfloat16 on CUDA; sdpa attention, no gradient
 checkpointing, no autocast: TRL's DPOConfig defaults gradient_checkpointing=True and bf16=True, both turned off).
+With --model PATH a real HF folder is used as it is instead (e.g. SmolLM2-135M-Instruct from `lit-align models
+smollm2`: V = 49,152, tied embeddings), every parameter trained on both sides, padding with its tokenizer's pad id.
 
 The batch: random token ids (seeded), per pair a prompt of about T/3 tokens and a chosen and a rejected completion
 of varying length, the longest sequence exactly T, right padding. It is collated in TRL's format (input_ids,
@@ -105,10 +108,24 @@ class Setup:
     dtype: str
     lr: float
     seed: int
+    pad: int = PAD  # the padding id (a real model's tokenizer's)
+    pretrained: bool = False  # model_dir is a given model (--model), not the random one built here
 
     def describe(self) -> str:
-        return (f"Llama H={self.hidden} L={self.layers} heads={self.heads} I={self.intermediate} V={self.vocab} "
-                f"(untied head); {self.pairs} pairs x {self.seq_len} tokens; {self.dtype}; AdamW lr={self.lr}")
+        model = (f"{Path(self.model_dir).name} (pretrained)" if self.pretrained else "Llama") + \
+            f" H={self.hidden} L={self.layers} heads={self.heads} I={self.intermediate} V={self.vocab}"
+        head = "" if self.pretrained else " (untied head)"
+        return f"{model}{head}; {self.pairs} pairs x {self.seq_len} tokens; {self.dtype}; AdamW lr={self.lr}"
+
+
+def pretrained_setup(path: str, args) -> Setup:
+    """The Setup of a given HF folder: its sizes from config.json, its tokenizer's pad id (else EOS)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    config, tokenizer = AutoConfig.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Setup(path, config.vocab_size, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
+                 config.intermediate_size, args.pairs, args.seq_len, args.dtype, args.lr, args.seed, pad, True)
 
 
 def build_tokenizer(vocab: int):
@@ -159,14 +176,14 @@ def make_examples(setup: Setup) -> list[dict]:
     return rows
 
 
-def trl_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
+def trl_batch(examples: list[dict], pad_id: int = PAD) -> dict[str, torch.Tensor]:
     """TRL's collated batch: input_ids, attention_mask, completion_mask (2B, T), chosen rows then rejected, right
     padding. Written out here so that lit_align's memory process need not import TRL; build_trl checks it equal to
     `trainer.data_collator(examples)` (trl's DataCollatorForPreference)."""
     from lit_align.data.collate import pad
 
     sides = [(ex["prompt_ids"], ex[f"{side}_ids"]) for side in ("chosen", "rejected") for ex in examples]
-    return dict(input_ids=pad([p + c for p, c in sides], PAD),  # (2B, T)
+    return dict(input_ids=pad([p + c for p, c in sides], pad_id),  # (2B, T)
                 attention_mask=pad([[1] * (len(p) + len(c)) for p, c in sides], 0),  # (2B, T)
                 completion_mask=pad([[0] * len(p) + [1] * len(c) for p, c in sides], 0))  # (2B, T)
 
@@ -207,7 +224,7 @@ def build_lit_align(setup: Setup, device: str) -> Runner:
     module.configure_model()
     module.to(device).train()
     optimizer = _optimizer(module.parameters(), setup)
-    batch = _to(lit_batch(trl_batch(make_examples(setup))), device)
+    batch = _to(lit_batch(trl_batch(make_examples(setup), setup.pad)), device)
     first: list[tuple[float, float]] = []
 
     def step() -> torch.Tensor:
@@ -242,7 +259,7 @@ def build_trl(setup: Setup, device: str) -> Runner:
         trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=rows,
                              processing_class=tokenizer)
     examples = make_examples(setup)
-    batch = trl_batch(examples)
+    batch = trl_batch(examples, setup.pad)
     collated = trainer.data_collator(examples)
     if sorted(collated) != sorted(batch) or any(not torch.equal(collated[k], batch[k]) for k in batch):
         raise RuntimeError("trl_batch() differs from trainer.data_collator(): the benchmark's batch is out of date")
@@ -450,6 +467,8 @@ def parse_args(argv) -> argparse.Namespace:
     p.add_argument("--skip-memory", action="store_true", help="time only")
     p.add_argument("--json", help="write machine-readable rows to this file")
     p.add_argument("--model-dir", help="build the model here (default: a temporary folder, removed afterwards)")
+    p.add_argument("--model", help="a real HF model folder (e.g. artifacts/smollm2) instead of the random Llama; "
+                                   "--vocab/--hidden/--layers/--heads/--intermediate then come from its config")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: CUDA is not available here")
@@ -473,11 +492,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with contextlib.ExitStack() as stack:
         stack.enter_context(quiet())
-        model_dir = args.model_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_dpo_model_"))
-        setup = Setup(model_dir, args.vocab, args.hidden, args.layers, args.heads, args.intermediate, args.pairs,
-                      args.seq_len, args.dtype, args.lr, args.seed)
-        build_model(setup)
-        tokens = int(trl_batch(make_examples(setup))["attention_mask"].sum())
+        if args.model:
+            setup = pretrained_setup(args.model, args)
+        else:
+            model_dir = args.model_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_dpo_model_"))
+            setup = Setup(model_dir, args.vocab, args.hidden, args.layers, args.heads, args.intermediate, args.pairs,
+                          args.seq_len, args.dtype, args.lr, args.seed)
+            build_model(setup)
+        tokens = int(trl_batch(make_examples(setup), setup.pad)["attention_mask"].sum())
         rows = run_providers(args.providers, setup, args, tokens)
     harness.add_ratios(rows, BASELINE)  # each provider over TRL's
     add_agreement(rows)

@@ -40,7 +40,10 @@ TOOLS = {
     "evaluate": ("lit_align.evaluate", "greedy task success, checker score, KL, reward of a policy"),
     "demo": ("lit_align.demo", "the whole pipeline on the bundled suite, with a before/after table and plots"),
     "rest": ("lit_align.loops.rest", "ReST (Grow + Improve, repeated), resumable: lit-align rest --config rest"),
+    "cream": ("lit_align.loops.cream", "CREAM / SRLM self-rewarding DPO, resumable: lit-align cream --config cream"),
+    "dynamics": ("lit_align.dynamics.experiment", "DPO learning dynamics on Persona-shaped data (Im & Li 2403.18742)"),
     "configs": ("lit_align.config_files", "list (ls) or copy (cp) the recipe configs that ship with lit_align"),
+    "models": ("lit_align.models.__main__", "real pretrained models as HF folders, offline: models smollm2 --out DIR"),
 }
 LIGHTNING = {
     "fit": "train a recipe: lit-align fit --config dpo (a packaged config name, or a YAML path)",

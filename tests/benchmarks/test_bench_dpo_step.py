@@ -71,3 +71,28 @@ def test_failing_provider_becomes_a_reason(monkeypatch, capsys):
 def test_bad_arguments():
     with pytest.raises(SystemExit):
         bench_dpo_step.main(["--device", "cpu", "--providers", "nope"])
+
+
+def test_a_given_model_folder_is_benchmarked_as_it_is(suite, tmp_path):
+    """--model PATH (e.g. SmolLM2 from `lit-align models smollm2`): sizes from its config, padding with its
+    tokenizer's pad id (TRL's collator pads with it: the batch check would fail otherwise), the same work."""
+    import shutil
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    model = tmp_path / "model"  # the suite's tiny model, padding with its EOS as SmolLM2 does (pad = <|im_end|>)
+    shutil.copytree(suite.model, model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(model)
+    assert tokenizer.pad_token_id != bench_dpo_step.PAD  # else the pad id would go unchecked
+    path = tmp_path / "rows.json"
+    rows = bench_dpo_step.main(["--device", "cpu", "--model", str(model), "--seq-len", "24", "--pairs", "2",
+                                "--repeats", "1", "--skip-memory", "--json", str(path)])
+    meta = json.loads(path.read_text())["meta"]
+    config = AutoConfig.from_pretrained(model)
+    assert meta["setup_args"]["pad"] == tokenizer.pad_token_id and meta["setup_args"]["pretrained"]
+    assert (meta["setup_args"]["vocab"], meta["setup_args"]["hidden"]) == (config.vocab_size, config.hidden_size)
+    lit, trl = rows
+    assert lit["time_ms"] > 0 and trl["time_ms"] > 0
+    assert lit["losses"][:2] == pytest.approx(trl["losses"][:2], rel=1e-4) and lit["max_rel_diff"] < 1e-4
