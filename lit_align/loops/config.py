@@ -1,4 +1,4 @@
-"""The command line of a loop (`lit-align rest`, later `lit-align cream`): a jsonargparse parser over the loop's
+"""The command line of a loop (`lit-align rest`, `lit-align cream`): a jsonargparse parser over the loop's
 config dataclass, so YAML files, dotted overrides and `--print_config` work as in `lit-align fit`.
 
     lit-align rest --config configs/rest.yaml                       # a YAML file, or a packaged config by name: rest
@@ -37,7 +37,22 @@ def parse(config_class: type[T], argv: list[str] | None, prog: str, description:
     namespace = parser.parse_args(args)
     values: dict[str, Any] = parser.instantiate(namespace).as_dict()
     values.pop("config", None)
-    return _build(config_class, values)
+    config = _build(config_class, values)
+    if getattr(config, "progress", True) is False:  # a loop's `progress: false` hides the weight-loading bars too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    return config
+
+
+def runtime_device(device: str, threads: int | None):
+    """A loop's torch device ("auto": CUDA when there is one), after setting the CPU threads when given."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        "cpu" if device == "auto" else device)
 
 
 def _build(config_class: type[T], values: dict[str, Any]) -> T:

@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from lit_align.errors import UserError
 from lit_align.files import read_jsonl, write_json, write_jsonl
+from lit_align.loops.config import runtime_device
 from lit_align.loops.consistency import VARIANTS, labelling_accuracy, rank_prompt, smoothing
 from lit_align.loops.driver import RunDir, Stage, digest, file_digest, folder_fingerprint
 from lit_align.loops.evaluation import EvalSettings, evaluate_for_loop
@@ -166,8 +167,6 @@ class Cream:
     """One CREAM run: the stages above through a RunDir, and summary.json."""
 
     def __init__(self, config: CreamConfig, log=print):
-        import torch
-
         if config.iterations < 1 or config.prompts_per_iteration < 1:
             raise UserError(f"iterations and prompts_per_iteration must be >= 1, got {config.iterations} and "
                             f"{config.prompts_per_iteration}")
@@ -175,11 +174,8 @@ class Cream:
             raise UserError(f"variants must name each of {VARIANTS} at most once, got {config.variants}")
         if config.sampling.samples_per_prompt < 2:
             raise UserError("sampling.samples_per_prompt must be >= 2: a pair and a ranking need two responses")
-        if config.threads:
-            torch.set_num_threads(config.threads)
         self.config, self.log = config, log
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if config.device == "auto" else config.device)
+        self.device = runtime_device(config.device, config.threads)
         self.run_dir = RunDir(config.out, log=log)
         self.cache = LogprobCache(self.run_dir.root / "logprobs", config.score_batch_size, progress=config.progress)
         self.manifests: list[dict[str, Any]] = []
@@ -543,10 +539,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from lit_align.loops.config import parse
 
     config = parse(CreamConfig, argv, "lit-align cream", __doc__.splitlines()[0])
-    if not config.progress:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
     summary = run_cream(config)
     for v, final in summary["final"].items():
         print(f"[cream] {v}: {final['stage']} ({final['policy']}): test_success {final['test_success']}")

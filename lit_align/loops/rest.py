@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from lit_align.errors import UserError
 from lit_align.files import read_jsonl, write_json, write_jsonl
+from lit_align.loops.config import runtime_device
 from lit_align.loops.driver import RunDir, Stage, digest, file_digest, folder_fingerprint
 from lit_align.loops.evaluation import EvalSettings, evaluate_for_loop
 from lit_align.loops.rundir import ChunkedJSONL
@@ -172,17 +173,12 @@ class Rest:
     """One ReST run: builds the stages, runs them through a RunDir, writes summary.json (see the module docstring)."""
 
     def __init__(self, config: RestConfig, log=print):
-        import torch
-
         check_thresholds(config.improve.thresholds, config.improve.threshold_mode)
         if config.grow_steps < 1 or config.improve.early_stop_patience < 1:
             raise UserError(f"grow_steps and improve.early_stop_patience must be >= 1, got {config.grow_steps} and "
                             f"{config.improve.early_stop_patience}")
-        if config.threads:
-            torch.set_num_threads(config.threads)
         self.config, self.log = config, log
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if config.device == "auto" else config.device)
+        self.device = runtime_device(config.device, config.threads)
         self.run_dir = RunDir(config.out, log=log)
         self._sources = None
         self.manifests: list[dict[str, Any]] = []
@@ -456,10 +452,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from lit_align.loops.config import parse
 
     config = parse(RestConfig, argv, "lit-align rest", __doc__.splitlines()[0])
-    if not config.progress:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # the weight-loading bars too
     summary = run_rest(config)
     final = summary["final"]
     print(f"[rest] done: {final['stage']} ({final['policy']}): val_reward {final['val_reward']:.4f}, "

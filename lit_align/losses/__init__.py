@@ -1,6 +1,6 @@
 """lit_align.losses: pure functions of log-probs, values and rewards (no models, no Lightning).
 
-masked.py         masked mean / sum / whitening over (B, T) token tensors
+masked.py         masked mean / sum / whitening over (B, T) token tensors; the valid rewards of sample groups
 kl.py             per-token KL estimators (k1, k2, k3) and the adaptive KL coefficient (Ziegler et al.)
 ppo.py            GAE, the clipped policy loss and the clipped value loss (PPO, Schulman et al.)
 grpo.py           GRPO's group advantages and loss normalisations (grpo/bnpo/dr_grpo/dapo), GSPO, DAPO's penalty

@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 
 from lit_align.losses.kl import token_kl
-from lit_align.losses.masked import masked, masked_mean
+from lit_align.losses.masked import masked, masked_groups, masked_mean
 from lit_align.losses.ppo import clipped_surrogate
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
@@ -52,16 +52,9 @@ def group_advantages(rewards: torch.Tensor, valid: torch.Tensor | None = None,
     samples with a usable reward (default: the finite ones): the others are left out of the mean and std and get
     advantage 0. A group with fewer than two valid samples counts as zero-std.
     """
-    if rewards.dim() != 2 or rewards.shape[1] < 2:
-        raise ValueError(f"GRPO needs rewards of shape (prompts, G >= 2), got {tuple(rewards.shape)}")
     if scale_rewards not in SCALE_REWARDS:
         raise ValueError(f"scale_rewards={scale_rewards!r}; expected one of {SCALE_REWARDS}")
-    if valid is not None and (valid.shape != rewards.shape or valid.dtype != torch.bool):
-        raise ValueError(f"valid must be a bool mask of the rewards' shape {tuple(rewards.shape)}, "
-                         f"got {valid.dtype} {tuple(valid.shape)}")
-    valid = torch.isfinite(rewards) if valid is None else valid & torch.isfinite(rewards)
-    r = torch.where(valid, rewards, torch.zeros_like(rewards))
-    count = valid.sum(1, keepdim=True)  # (P, 1)
+    valid, r, count = masked_groups(rewards, valid, "GRPO")  # (P, G), (P, G), (P, 1)
     mean = r.sum(1, keepdim=True) / count.clamp(min=1)  # (P, 1)
     centred = torch.where(valid, r - mean, torch.zeros_like(r))  # (P, G)
     std = (centred.pow(2).sum(1, keepdim=True) / (count - 1).clamp(min=1)).sqrt()  # (P, 1)

@@ -1,6 +1,7 @@
 """Reductions over the generated tokens of a (B, T) batch: the mask is 1 on response tokens, 0 on prompt/padding.
 
 Every RL loss averages over response tokens only, so prompt and padding positions never carry a gradient.
+masked_groups does the same for the (prompts, samples) rewards of the group baselines (RLOO, GRPO).
 """
 from __future__ import annotations
 
@@ -35,3 +36,17 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, 
     if not shift_mean:
         out = out + mean
     return masked(out, mask)
+
+
+def masked_groups(rewards: torch.Tensor, valid: torch.Tensor | None, method: str
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rewards (P, k) of P groups (prompts) of k samples -> (valid (P, k) bool, rewards with 0 where invalid (P, k),
+    valid count per group (P, 1)). `valid` marks samples with a usable reward (default: the finite ones); non-finite
+    rewards are never valid. Shared by the group baselines (RLOO, GRPO); `method` names the caller in errors."""
+    if rewards.dim() != 2 or rewards.shape[1] < 2:
+        raise ValueError(f"{method} needs rewards of shape (prompts, k >= 2), got {tuple(rewards.shape)}")
+    if valid is not None and (valid.shape != rewards.shape or valid.dtype != torch.bool):
+        raise ValueError(f"valid must be a bool mask of the rewards' shape {tuple(rewards.shape)}, "
+                         f"got {valid.dtype} {tuple(valid.shape)}")
+    valid = torch.isfinite(rewards) if valid is None else valid & torch.isfinite(rewards)
+    return valid, torch.where(valid, rewards, torch.zeros_like(rewards)), valid.sum(1, keepdim=True)

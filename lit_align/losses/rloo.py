@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from lit_align.losses.masked import masked_groups
+
 
 def leave_one_out_advantages(rewards: torch.Tensor, valid: torch.Tensor | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,14 +19,7 @@ def leave_one_out_advantages(rewards: torch.Tensor, valid: torch.Tensor | None =
 
     `valid` (P, k) bool marks samples with a usable reward (default: the finite ones).
     """
-    if rewards.dim() != 2 or rewards.shape[1] < 2:
-        raise ValueError(f"RLOO needs rewards of shape (prompts, k >= 2), got {tuple(rewards.shape)}")
-    if valid is not None and (valid.shape != rewards.shape or valid.dtype != torch.bool):
-        raise ValueError(f"valid must be a bool mask of the rewards' shape {tuple(rewards.shape)}, "
-                         f"got {valid.dtype} {tuple(valid.shape)}")
-    valid = torch.isfinite(rewards) if valid is None else valid & torch.isfinite(rewards)
-    r = torch.where(valid, rewards, torch.zeros_like(rewards))
-    count = valid.sum(1, keepdim=True)  # (P, 1)
+    valid, r, count = masked_groups(rewards, valid, "RLOO")  # (P, k), (P, k), (P, 1)
     others = (r.sum(1, keepdim=True) - r) / (count - 1).clamp(min=1)  # (P, k) mean of the other valid samples
     has_baseline = valid & (count >= 2)
     return torch.where(has_baseline, r - others, torch.zeros_like(r)), has_baseline
