@@ -1,8 +1,13 @@
 #!/bin/bash
-# Follow-up (docs/corgi/results.md, "Follow-up: a feedback-SFT start"): seed 0.
+# Follow-up (docs/corgi/results.md, "Follow-up: a feedback-SFT start"): SEED=0 (default) or SEED=1.
+# SEED=0 writes runs/corgi_fbsft, SEED=N>0 runs/corgi_fbsft_seedN (override with OUT). With STEPS != 40 the rl stage
+# writes $OUT/{single,corgi}_${STEPS}steps and docs/corgi/eval_seed${SEED}_fbsft_{single,corgi}_${STEPS}steps.json
+# (so a longer run never overwrites the 40-step outputs; override the suffix with RL_SUFFIX).
+# The data mix is the same file for every seed (build_feedback_sft.py shuffles with its default --seed 0; the
+# tokenisation check uses the seed's SFT tokenizer); the seed enters through --seed_everything / --model.init_args.seed.
 #  1. the feedback-SFT mix (3,000 feedback rows from preference.jsonl + 3,000 single-turn rows of sft.jsonl) and
 #     its tokenisation check (build_feedback_sft.py exits 1 on any id mismatch with the session sampler);
-#  2. 300 SFT steps from artifacts/demo/seed0/sft on that mix, export -> feedback-SFT, evaluate;
+#  2. 300 SFT steps from artifacts/demo/seed$SEED/sft on that mix, export -> feedback-SFT, evaluate;
 #  3. from feedback-SFT: single-attempt baseline and CORGI (K = 3), exactly as run.sh (40 steps), export, evaluate.
 #  control: the same 300 SFT steps on 6,000 single-turn rows only (first 6,000 of sft.jsonl), evaluated;
 #  control2: the same 300 SFT steps on the mix with every feedback row cut to its first turn (request -> chosen).
@@ -10,10 +15,11 @@
 set -euo pipefail
 STEPS=${STEPS:-40}
 SFT_STEPS=${SFT_STEPS:-300}
-OUT=${OUT:-runs/corgi_fbsft}
+seed=${SEED:-0}
+OUT=${OUT:-runs/corgi_fbsft$([ $seed = 0 ] || echo _seed$seed)}
+RL_SUFFIX=${RL_SUFFIX-$([ $STEPS = 40 ] || echo _${STEPS}steps)}
 STAGES=${STAGES:-"data sft rl control control2"}
 export OMP_NUM_THREADS=1
-seed=0
 base=artifacts/demo/seed$seed/sft
 fbsft=$OUT/sft/model
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
@@ -34,8 +40,8 @@ fi
 if [[ $STAGES == *rl* ]]; then
   for rounds in 0 3; do
     name=$([ $rounds = 0 ] && echo single || echo corgi)
-    dir=$OUT/$name
-    stamp "rl $name"
+    dir=$OUT/$name$RL_SUFFIX
+    stamp "rl $name$RL_SUFFIX steps=$STEPS seed=$seed"
     python -m lit_align.cli fit --config configs/corgi.yaml --seed_everything $seed --model.init_args.seed $seed \
       --trainer.max_steps $STEPS --trainer.default_root_dir $dir --trainer.enable_progress_bar false \
       --trainer.callbacks.prompts_file=artifacts/demo/suite/data/val.jsonl --trainer.callbacks.limit 50 \
@@ -44,8 +50,8 @@ if [[ $STAGES == *rl* ]]; then
       --model.init_args.feedback_rounds $rounds
     python -m lit_align.cli export --checkpoint $dir --out $dir/model
     stamp "eval $name"
-    python docs/corgi/evaluate_all.py $dir/model docs/corgi/eval_seed${seed}_fbsft_${name}.json
-    cp $(ls -d $dir/csv/version_* | tail -1)/metrics.csv docs/corgi/train_seed${seed}_fbsft_${name}.csv
+    python docs/corgi/evaluate_all.py $dir/model docs/corgi/eval_seed${seed}_fbsft_${name}${RL_SUFFIX}.json
+    cp $(ls -d $dir/csv/version_* | tail -1)/metrics.csv docs/corgi/train_seed${seed}_fbsft_${name}${RL_SUFFIX}.csv
   done
 fi
 if [[ " $STAGES " == *" control "* ]]; then
