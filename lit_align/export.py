@@ -1,8 +1,10 @@
 """`lit-align export`: a training checkpoint -> a save_pretrained folder that plain transformers loads.
 
 The checkpoint records which recipe wrote it (AlignModule.on_save_checkpoint); the recipe rebuilds its model
-from the hyper-parameters, loads the trained weights (torch.load with weights_only=True) and saves the policy
-(LoRA merged) or the reward model / discriminator (one folder per ensemble member) with the tokenizer.
+from the hyper-parameters, loads the trained weights (torch.load with weights_only=True; a LoRA checkpoint holds only
+the adapters and trainable heads, the frozen base is rebuilt from the model path and checked against the checkpoint's
+digest) and saves the policy (LoRA merged) or the reward model / discriminator (one folder per ensemble member)
+with the tokenizer.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import torch
 
 from lit_align.errors import MissingFileError, UserError
+from lit_align.modules.base import restore_frozen_base
 
 
 def find_checkpoint(path: str) -> str:
@@ -38,6 +41,7 @@ def load_module(checkpoint: str):
     hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
     module = cls(**hparams)
     module.configure_model()
+    restore_frozen_base(module, state, checkpoint)  # a LoRA checkpoint: the frozen base comes from `model`
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)  # state kept outside the state_dict (e.g. RLGAF's discriminator game)
     return module

@@ -6,6 +6,8 @@ What it changes in Lightning's ModelCheckpoint (2.6), and why:
   `csv/version_N/checkpoints/`, a new folder each run, so `--ckpt_path last` never found the crashed run's file).
 - save_last=True, and the end of the fit is always saved, so that a second run of a finished fit can tell
   (ModelCheckpoint saves at the end only if it never saved before).
+- One file per save: save_top_k defaults to 0 without a `monitor` (Lightning's default of 1 writes
+  `epoch=N-step=M.ckpt`, a second full copy of last.ckpt, at every periodic save); with a monitor, 1 as in Lightning.
 - Every file is written to `<name>.partial` and renamed over `<name>` (os.replace), so a kill never leaves a
   truncated last.ckpt; Lightning's own write goes through a temporary file in $TMPDIR and shutil.move, which is a
   copy, not a rename, when $TMPDIR is another filesystem.
@@ -42,9 +44,11 @@ class RunCheckpoint(ModelCheckpoint):
     (every_n_train_steps, train_time_interval and every_n_epochs exclude each other)."""
 
     def __init__(self, dirpath: str | None = None, save_last: bool = True, enable_version_counter: bool = False,
-                 **kwargs: Any):
+                 save_top_k: int | None = None, **kwargs: Any):
+        if save_top_k is None:  # no `epoch=N-step=M.ckpt` copy next to last.ckpt unless a monitor ranks them
+            save_top_k = 1 if kwargs.get("monitor") else 0
         super().__init__(dirpath=dirpath, save_last=save_last, enable_version_counter=enable_version_counter,
-                         **kwargs)
+                         save_top_k=save_top_k, **kwargs)
         self._rng_to_restore: dict[str, Any] | None = None
 
     # ---- where ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import copy
 import hashlib
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,8 +116,13 @@ def weights_digest(model: nn.Module, sample: int = 1024) -> str:
 
     Cheap on any model size (no full pass), and enough to tell two checkpoints apart: training moves nearly every
     value of a trained tensor."""
+    return tensors_digest(model.named_parameters(), sample)
+
+
+def tensors_digest(named: Iterable[tuple[str, torch.Tensor]], sample: int = 1024) -> str:
+    """weights_digest of (name, tensor) pairs, e.g. only a model's frozen parameters."""
     digest = hashlib.blake2b(digest_size=12)
-    for name, param in model.named_parameters():
+    for name, param in named:
         flat = param.detach().reshape(-1)
         digest.update(f"{name}{tuple(param.shape)}{param.dtype}".encode())
         digest.update(flat[:: max(1, flat.numel() // sample)][:sample].float().cpu().numpy().tobytes())

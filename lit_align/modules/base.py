@@ -1,5 +1,10 @@
 """What every training recipe shares: loading the HF model by path, optional LoRA, AdamW with warmup + cosine.
 
+A LoRA fit's checkpoint holds only what training changes (the adapters, any trainable head, the buffers), not the
+frozen base weights, which `configure_model` rebuilds from `model` on loading; a digest of them (FROZEN_BASE) tells
+a checkpoint loaded against another base apart. Without LoRA, or with sharded parameters (FSDP), the checkpoint
+holds the whole state_dict as Lightning writes it.
+
 Recipes (sft.py, reward.py, discriminator.py, dpo.py) subclass AlignModule and only say how a batch becomes a
 loss. Models are built in `configure_model` (Lightning's hook, so FSDP can shard them as they are created).
 """
@@ -12,7 +17,9 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
+from lit_align.errors import UserError
 from lit_align.models.loading import check_vocab, load_causal_lm
+from lit_align.models.reference import tensors_digest
 
 # Lightning warnings that every lit_align fit would print although nothing is wrong, silenced by their exact text:
 # - the frozen reference (FrozenCopyReference) stays in eval mode by design (no dropout, no grad), which Lightning
@@ -98,6 +105,11 @@ class AlignModule(pl.LightningModule):
     # ---- checkpoints and export --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lit_align_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        if self.hparams.lora and not sharded(self):
+            drop_frozen_base(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_frozen_base(self, checkpoint)
 
     def export(self, out_dir: str, tokenizer=None) -> list[str]:
         """save_pretrained the trained model (LoRA merged) and its tokenizer: a folder plain transformers loads."""
@@ -166,3 +178,68 @@ def apply_lora(model, settings: dict[str, Any]):
     settings = dict(settings)  # the caller's dict (the saved hyper-parameters) stays whole
     config = peft.LoraConfig(task_type=settings.pop("task_type", "CAUSAL_LM"), **settings)
     return peft.get_peft_model(model, config)
+
+
+FROZEN_BASE = "lit_align_frozen_base"  # checkpoint entry of a LoRA fit: {"model": path, "digest": str, "keys": int}
+
+
+def sharded(module: pl.LightningModule) -> bool:
+    """Whether the module's parameters are sharded over the ranks (FSDP, DeepSpeed, ModelParallel): each rank then
+    holds a slice of every weight, so neither the frozen keys nor the digest are those of the whole model, and
+    such fits keep Lightning's full (sharded) checkpoints."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+    trainer = module._trainer
+    return trainer is not None and isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy,
+                                                                 ModelParallelStrategy))
+
+
+def frozen_keys(module: torch.nn.Module) -> set[str]:
+    """state_dict keys of `module`'s frozen parameters (requires_grad False), tied names included."""
+    return {name for name, param in module.named_parameters(remove_duplicate=False) if not param.requires_grad}
+
+
+def frozen_base_digest(model: torch.nn.Module) -> str:
+    """weights_digest of the trained model's frozen parameters, named as in the model without PEFT's wrapping
+    (`.base_layer`), so the digest names the base weights whatever the LoRA targets. PEFT's `original_module`
+    copies (of heads in modules_to_save, e.g. SEQ_CLS's score head) are left out: the trained copy replaces them,
+    and a fresh head's is random, drawn anew by each process that builds the model (export)."""
+    return tensors_digest((name.replace(".base_layer", ""), param) for name, param in model.named_parameters()
+                          if not param.requires_grad and ".original_module." not in name)
+
+
+def drop_frozen_base(module: AlignModule, checkpoint: dict) -> None:
+    """Leave the frozen parameters out of a LoRA checkpoint's state_dict; record the base they came from."""
+    frozen = frozen_keys(module)
+    state = checkpoint["state_dict"]
+    checkpoint["state_dict"] = type(state)((k, v) for k, v in state.items() if k not in frozen)
+    checkpoint[FROZEN_BASE] = {"model": module.hparams.model, "digest": frozen_base_digest(module.model),
+                               "keys": len(state) - len(checkpoint["state_dict"])}
+
+
+def restore_frozen_base(module: AlignModule, checkpoint: dict, source: str | None = None) -> None:
+    """Complete a LoRA checkpoint's state_dict with the module's own frozen weights (rebuilt from `model` by
+    configure_model), after checking that they are those the checkpoint was trained on; then a strict
+    load_state_dict loads the saved subset. A no-op on a full checkpoint, and on one already completed."""
+    base = checkpoint.get(FROZEN_BASE)
+    if base is None:
+        return
+    source = source or getattr(module._trainer, "ckpt_path", None) or "the checkpoint"
+    if sharded(module):
+        raise UserError(f"{source}: a LoRA checkpoint without its frozen base, written without sharding, cannot "
+                        "be resumed under a sharded strategy (FSDP, DeepSpeed); resume it as it was written")
+    if module.model is None:
+        module.configure_model()
+    digest = frozen_base_digest(module.model)
+    if digest != base["digest"]:
+        raise UserError(
+            f"{source}: a LoRA checkpoint trained on the base model {base['model']!r} (frozen weights "
+            f"{base['digest']}), but the base model here, {module.hparams.model!r}, has frozen weights {digest}: "
+            "load it with the model (and dtype, LoRA settings) it was trained with")
+    state, own = checkpoint["state_dict"], module.state_dict()
+    missing = own.keys() - state.keys()
+    trained = sorted(missing - frozen_keys(module))
+    if trained:
+        raise UserError(f"{source}: the LoRA checkpoint lacks {len(trained)} entries that are not frozen base "
+                        f"weights, e.g. {trained[:3]}: it was written by another recipe or other settings")
+    state.update((k, own[k]) for k in missing)

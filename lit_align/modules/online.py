@@ -349,6 +349,7 @@ class OnlineRLModule(AlignModule):
         checkpoint["lit_align_online"] = {"kl_ctl": self.kl_ctl.state_dict(), "counts": dict(self.counts)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)  # a LoRA checkpoint's frozen base (AlignModule)
         state = checkpoint.get("lit_align_online")
         if state:
             self.kl_ctl.load_state_dict(state["kl_ctl"])

@@ -51,7 +51,8 @@ class ScalarModule(AlignModule):
 
     def export(self, out_dir: str, tokenizer=None) -> list[str]:
         """One save_pretrained folder (or member_<i>/ folders for an ensemble) that transformers loads."""
-        members = self.model.members
+        model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model  # LoRA merged
+        members = model.members
         paths = [out_dir] if len(members) == 1 else [os.path.join(out_dir, f"member_{i}") for i in range(len(members))]
         for member, path in zip(members, paths, strict=True):
             member.save_pretrained(path)
