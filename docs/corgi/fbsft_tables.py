@@ -58,6 +58,7 @@ for steps in ("", "_120steps"):
         if not all(b) or not all(c):
             continue
         for split, _ in SPLITS:
-            d = [100 * sum(cc[split][f"success@{k}"] - bb[split][f"success@{k}"] for bb, cc in zip(b, c, strict=True)) / len(seeds)
+            pairs = list(zip(b, c, strict=True))
+            d = [100 * sum(cc[split][f"success@{k}"] - bb[split][f"success@{k}"] for bb, cc in pairs) / len(seeds)
                  for k in range(6)]
             print(f"steps{steps or '_40'} seed {s} {split}: " + ", ".join(f"{x:+.1f}" for x in d))
