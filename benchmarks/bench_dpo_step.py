@@ -323,11 +323,7 @@ def build_runner(provider: str, setup: Setup, device: str) -> Runner:
 
 # ---- measuring -------------------------------------------------------------------------------------------------
 def measure_cuda_memory(provider: str, setup: Setup, warmup: int) -> dict:
-    runner = build_runner(provider, setup, "cuda")
-    for _ in range(warmup):
-        runner.step()
-    peak = cuda_peak(runner.step)
-    del runner
+    peak = harness.warm_peak(build_runner(provider, setup, "cuda"), warmup, cuda_peak)
     harness.free("cuda")
     return peak
 
@@ -335,65 +331,21 @@ def measure_cuda_memory(provider: str, setup: Setup, warmup: int) -> dict:
 def cpu_memory_child(provider: str, setup: dict, warmup: int) -> dict:
     """Runs in a fresh process: peak RSS growth of one training step after `warmup` steps, in MiB."""
     with quiet():
-        runner = build_runner(provider, Setup(**setup), "cpu")
-        for _ in range(warmup):
-            runner.step()
-        return cpu_peak(runner.step)
+        return harness.warm_peak(build_runner(provider, Setup(**setup), "cpu"), warmup, cpu_peak)
 
 
 def measure_cpu_memory(provider: str, setup: Setup, warmup: int) -> dict:
     return run_in_child(MODULE, "cpu_memory_child", provider, dataclasses.asdict(setup), warmup, preload=PRELOAD)
 
 
-def _row(provider: str, **values) -> dict:
-    row = dict(provider=provider, time_ms=None, time_ms_p20=None, time_ms_p80=None, times_ms=None, time_na=None,
-               tokens_per_s=None, peak_mib=None, held_mib=None, memory_na=None, losses=None, logprobs=None)
-    row.update(values)
-    return row
-
-
 def run_providers(providers: list[str], setup: Setup, args, tokens: int) -> list[dict]:
-    """Build every provider, warm each up (recording its first losses), then time their steps interleaved."""
-    rows = {p: _row(p) for p in providers}
-    runners: dict[str, Runner] = {}
-    for provider in providers:
-        print(f"[bench_dpo_step] {provider}: building and warming up ...", file=sys.stderr, flush=True)
-        try:
-            runner = build_runner(provider, setup, args.device)
-            losses = [float(runner.step()) for _ in range(args.warmup)]
-            harness.sync(args.device)
-            rows[provider].update(losses=losses, logprobs=list(runner.logprobs()))
-            runners[provider] = runner
-        except Exception as error:  # noqa: BLE001 - any failure is reported as the row's reason
-            rows[provider].update(time_na=harness.reason(error), memory_na=harness.reason(error))
-        runner = None
-        harness.free(args.device)
-    times: dict[str, list[float]] = {p: [] for p in runners}
-    failed: dict[str, str] = {}
-    print(f"[bench_dpo_step] timing {args.repeats} steps each, interleaved ...", file=sys.stderr, flush=True)
-    for _ in range(args.repeats):
-        for provider, runner in runners.items():
-            if provider in failed:
-                continue
-            try:
-                elapsed, loss = harness.timed(runner.step, args.device)
-                times[provider].append(elapsed)
-                del loss
-            except Exception as error:  # noqa: BLE001
-                failed[provider] = harness.reason(error)
-    runner = None
-    for provider in runners:
-        if provider in failed:
-            rows[provider]["time_na"] = failed[provider]
-        else:
-            rows[provider].update(harness.summary(times[provider]), times_ms=times[provider])
-            rows[provider]["tokens_per_s"] = tokens / (rows[provider]["time_ms"] / 1e3)
-    runners.clear()
-    harness.free(args.device)
+    """Build every provider, warm each up (recording its first losses and log-probs), then time their steps
+    interleaved and measure their memory (harness.run_step_providers)."""
     measure = measure_cuda_memory if args.device == "cuda" else measure_cpu_memory
-    harness.add_memory(rows, lambda provider: measure(provider, setup, args.warmup),
-                lambda provider: f"[bench_dpo_step] {provider}", args)
-    return [rows[p] for p in providers]
+    return harness.run_step_providers(providers, lambda provider: build_runner(provider, setup, args.device), args,
+                                      tokens, lambda provider: measure(provider, setup, args.warmup), "bench_dpo_step",
+                                      fields={"logprobs": None},
+                                      checked=lambda runner: {"logprobs": list(runner.logprobs())})
 
 
 def add_agreement(rows: list[dict]) -> None:

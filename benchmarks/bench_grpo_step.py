@@ -54,7 +54,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable a
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import harness  # noqa: E402
-from benchmarks.bench_dpo_step import PAD, _no_dataset_bars, build_model, quiet  # noqa: E402
+from benchmarks.bench_dpo_step import PAD, _no_dataset_bars, _optimizer, _to, build_model, quiet  # noqa: E402
 from benchmarks.memory import cpu_peak, cuda_peak, run_in_child  # noqa: E402
 
 MODULE = "benchmarks.bench_grpo_step"
@@ -170,18 +170,10 @@ def lit_batch(rollout: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 advantages=rollout["advantages"][:, None] * mask, values=None, returns=None)
 
 
-def _to(batch: dict, device: str) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
 @dataclasses.dataclass
 class Runner:
     step: Callable[[], torch.Tensor]  # one optimisation step; returns the (detached) loss
     keep: tuple = ()
-
-
-def _optimizer(params, setup: Setup) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([p for p in params if p.requires_grad], lr=setup.lr, weight_decay=0.0)
 
 
 def build_lit_align(setup: Setup, device: str) -> Runner:
@@ -256,51 +248,21 @@ BUILDERS: dict[str, Callable[[Setup, str], Runner]] = {"lit_align": build_lit_al
 def cpu_memory_child(provider: str, setup: dict, warmup: int) -> dict:
     """Runs in a fresh process: peak RSS growth of one step after `warmup` steps, in MiB."""
     with quiet():
-        runner = BUILDERS[provider](Setup(**setup), "cpu")
-        for _ in range(warmup):
-            runner.step()
-        return cpu_peak(runner.step)
+        return harness.warm_peak(BUILDERS[provider](Setup(**setup), "cpu"), warmup, cpu_peak)
 
 
 def measure_memory(provider: str, setup: Setup, device: str, warmup: int) -> dict:
     if device == "cpu":
         return run_in_child(MODULE, "cpu_memory_child", provider, dataclasses.asdict(setup), warmup, preload=PRELOAD)
-    runner = BUILDERS[provider](setup, "cuda")
-    for _ in range(warmup):
-        runner.step()
-    peak = cuda_peak(runner.step)
-    del runner
+    peak = harness.warm_peak(BUILDERS[provider](setup, "cuda"), warmup, cuda_peak)
     harness.free("cuda")
     return peak
 
 
 def run_providers(providers: list[str], setup: Setup, args, tokens: int) -> list[dict]:
-    rows = {p: dict(provider=p, time_ms=None, time_ms_p20=None, time_ms_p80=None, times_ms=None, time_na=None,
-                    tokens_per_s=None, peak_mib=None, held_mib=None, memory_na=None, losses=None) for p in providers}
-    runners: dict[str, Runner] = {}
-    for provider in providers:
-        print(f"[bench_grpo_step] {provider}: building and warming up ...", file=sys.stderr, flush=True)
-        try:
-            runner = BUILDERS[provider](setup, args.device)
-            rows[provider]["losses"] = [float(runner.step()) for _ in range(args.warmup)]
-            runners[provider] = runner
-        except Exception as error:  # noqa: BLE001 - any failure is reported as the row's reason
-            rows[provider].update(time_na=harness.reason(error), memory_na=harness.reason(error))
-        runner = None
-        harness.free(args.device)
-    times: dict[str, list[float]] = {p: [] for p in runners}
-    for _ in range(args.repeats):
-        for provider, runner in runners.items():
-            times[provider].append(harness.timed(runner.step, args.device)[0])
-    runner = None
-    for provider in runners:
-        rows[provider].update(harness.summary(times[provider]), times_ms=times[provider])
-        rows[provider]["tokens_per_s"] = tokens / (rows[provider]["time_ms"] / 1e3)
-    runners.clear()
-    harness.free(args.device)
-    harness.add_memory(rows, lambda p: measure_memory(p, setup, args.device, args.warmup),
-                       lambda p: f"[bench_grpo_step] {p}", args)
-    return [rows[p] for p in providers]
+    return harness.run_step_providers(providers, lambda provider: BUILDERS[provider](setup, args.device), args, tokens,
+                                      lambda provider: measure_memory(provider, setup, args.device, args.warmup),
+                                      "bench_grpo_step")
 
 
 def add_agreement(rows: list[dict]) -> None:

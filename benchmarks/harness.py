@@ -1,5 +1,6 @@
-"""What every benchmark here shares (bench_ops, bench_dpo_step, bench_rollout): timing, failure reasons, ratios to
-a baseline row, n/a footnotes, printed tables and comma-separated choices. Peak memory: benchmarks/memory.py.
+"""What every benchmark here shares (bench_ops, bench_dpo_step, bench_grpo_step, bench_rollout): timing, failure
+reasons, ratios to a baseline row, n/a footnotes, printed tables and comma-separated choices, and the driver of the
+one-optimisation-step comparisons (run_step_providers). Peak memory: benchmarks/memory.py.
 
 One copy, so that "time ms", "x eager" / "x trl" and "n/a [k]" mean the same thing in every table and a fix to the
 method reaches all of them. Rows are dicts; a value that could not be measured is None with the reason in a
@@ -72,6 +73,62 @@ def add_memory(rows: dict, measure: Callable[[Any], dict], label: Callable[[Any]
         except Exception as error:  # noqa: BLE001
             row["memory_na"] = reason(error)
             free(args.device)
+
+
+# ---- one optimisation step per provider (bench_dpo_step, bench_grpo_step) --------------------------------------
+def warm_peak(runner, warmup: int, peak: Callable[[Callable[[], Any]], dict]) -> dict:
+    """`warmup` steps of runner.step(), then the peak memory of one more by `peak` (memory.cpu_peak / cuda_peak)."""
+    for _ in range(warmup):
+        runner.step()
+    return peak(runner.step)
+
+
+def run_step_providers(providers: list[str], build: Callable[[str], Any], args, tokens: int,
+                       measure: Callable[[str], dict], name: str, fields: dict | None = None,
+                       checked: Callable[[Any], dict] | None = None) -> list[dict]:
+    """Build every provider (build(provider) -> a runner whose step() is one optimisation step returning its loss),
+    warm each up (recording its first losses, and checked(runner): more row values), then time their steps
+    interleaved (args.repeats rounds), then measure(provider) their peak memory. `fields`: the extra row keys."""
+    rows = {p: dict(provider=p, time_ms=None, time_ms_p20=None, time_ms_p80=None, times_ms=None, time_na=None,
+                    tokens_per_s=None, peak_mib=None, held_mib=None, memory_na=None, losses=None, **(fields or {}))
+            for p in providers}
+    runners: dict[str, Any] = {}
+    for provider in providers:
+        print(f"[{name}] {provider}: building and warming up ...", file=sys.stderr, flush=True)
+        try:
+            runner = build(provider)
+            losses = [float(runner.step()) for _ in range(args.warmup)]
+            sync(args.device)
+            rows[provider].update(losses=losses, **(checked(runner) if checked else {}))
+            runners[provider] = runner
+        except Exception as error:  # noqa: BLE001 - any failure is reported as the row's reason
+            rows[provider].update(time_na=reason(error), memory_na=reason(error))
+        runner = None
+        free(args.device)
+    times: dict[str, list[float]] = {p: [] for p in runners}
+    failed: dict[str, str] = {}
+    print(f"[{name}] timing {args.repeats} steps each, interleaved ...", file=sys.stderr, flush=True)
+    for _ in range(args.repeats):
+        for provider, runner in runners.items():
+            if provider in failed:
+                continue
+            try:
+                elapsed, loss = timed(runner.step, args.device)
+                times[provider].append(elapsed)
+                del loss
+            except Exception as error:  # noqa: BLE001
+                failed[provider] = reason(error)
+    runner = None
+    for provider in runners:
+        if provider in failed:
+            rows[provider]["time_na"] = failed[provider]
+        else:
+            rows[provider].update(summary(times[provider]), times_ms=times[provider])
+            rows[provider]["tokens_per_s"] = tokens / (rows[provider]["time_ms"] / 1e3)
+    runners.clear()
+    free(args.device)
+    add_memory(rows, measure, lambda provider: f"[{name}] {provider}", args)
+    return [rows[p] for p in providers]
 
 
 # ---- ratios to a baseline -----------------------------------------------------------------------------------
