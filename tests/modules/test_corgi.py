@@ -9,7 +9,7 @@ from lit_align.modules import PPOModule, RLOOModule
 from lit_align.modules.corgi import CORGIPPOModule, CORGIRLOOModule
 from lit_align.rollout import sessions as sessions_module
 from lit_align.rollout.generate import Generation
-from tests.modules.test_online import fit, make
+from tests.modules.test_online import fit, logp_grad, make
 
 SCORES = (0.2, 0.6, 0.4)  # the scripted environment's scores per turn (then it repeats the last one)
 
@@ -70,19 +70,7 @@ def test_loss_reaches_every_answer_and_no_prompt_or_feedback_token(cls, suite, m
         assert len(s.answers) == 3 and s.stop == "rounds"
     module.compute_advantages(exp)
     mb = exp.minibatch(torch.arange(len(exp)))
-    captured = {}
-    original = module.policy_outputs
-
-    def capture(batch):
-        logp, values = original(batch)
-        logp.retain_grad()
-        captured["logp"] = logp
-        return logp, values
-
-    module.policy_outputs = capture
-    loss, _ = module.minibatch_loss(mb)
-    loss.backward()
-    grad = captured["logp"].grad  # (n, T-1)
+    grad = logp_grad(module, mb)  # (n, T-1)
     assert torch.all(grad[mb["mask"] == 0] == 0)
     assert torch.all(grad[mb["mask"] > 0] != 0)
 

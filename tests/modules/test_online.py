@@ -119,11 +119,8 @@ def test_empty_and_truncated_generations(suite):
     assert math.isfinite(float(trainer.callback_metrics["loss/total"]))
 
 
-def test_masks_cover_generated_tokens_only(suite):
-    """Prompt and padding positions get exactly zero gradient; every generated token (and the stop token) some."""
-    module, dm = make(PPOModule, suite)
-    _, gens, exp = rollout(module, dm, seed=3)
-    mb = exp.minibatch(torch.arange(len(exp)))
+def logp_grad(module, mb) -> torch.Tensor:
+    """(n, T-1) gradient of the minibatch loss with respect to the policy's per-token log-probs."""
     captured = {}
     original = module.policy_outputs
 
@@ -136,7 +133,15 @@ def test_masks_cover_generated_tokens_only(suite):
     module.policy_outputs = capture
     loss, _ = module.minibatch_loss(mb)
     loss.backward()
-    grad = captured["logp"].grad  # (n, T-1)
+    return captured["logp"].grad
+
+
+def test_masks_cover_generated_tokens_only(suite):
+    """Prompt and padding positions get exactly zero gradient; every generated token (and the stop token) some."""
+    module, dm = make(PPOModule, suite)
+    _, gens, exp = rollout(module, dm, seed=3)
+    mb = exp.minibatch(torch.arange(len(exp)))
+    grad = logp_grad(module, mb)  # (n, T-1)
     generated = mb["labels"][:, 1:] != -100
     for i, g in enumerate(gens):
         start = len(g.prompt_ids) - 1  # shifted: position t scores token t+1
