@@ -3,6 +3,7 @@
 $LIT_ALIGN_TEST_STALL = "<point>:<marker file>", with <point>
     chunk/<stage>/<k>   right after chunk k of the stage's samples is committed (as if killed while sampling chunk k+1)
     step/<stage>/<s>    at the first training batch after optimizer step s of the stage's fit
+    scores/<stage>/<n>  right after the n-th model's log-probs of the stage are scored and saved (CREAM's cache)
     stage/<stage>       right after the stage finished (its folder in place, summary.json written)
 At that point the process writes the marker and sleeps until killed. The hooks wrap lit_align's functions from the
 outside; lit_align itself has no test switch.
@@ -58,6 +59,20 @@ def install(spec: str) -> None:
             return build(folder, **kwargs)
 
         trainer.build_trainer = stalling_build
+    elif kind == "scores":
+        from lit_align.loops.logprob_cache import LogprobCache
+
+        scores, calls = LogprobCache.scores, []
+
+        def stalling_scores(self, *args, **kwargs):
+            out = scores(self, *args, **kwargs)
+            if (self.folder.parent / f"{stage}.partial").is_dir():
+                calls.append(1)
+                if len(calls) >= int(number[0]):
+                    stall(marker)
+            return out
+
+        LogprobCache.scores = stalling_scores
     elif kind == "stage":
         from lit_align.loops.rest import Rest
 

@@ -177,6 +177,29 @@ def test_killed_in_a_fit_ends_like_an_uninterrupted_run(suite, m1, tmp_path):
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[1])
 
 
+def test_killed_while_scoring_keeps_the_scores_it_saved(suite, m1, tmp_path):
+    """kill -9 in iteration 1's rank stage after M1's log-probs were scored and saved, before M0's: the same command
+    reuses the sampled chunks and M1's saved scores (only M0's are computed) and ends like an uninterrupted run."""
+    baseline, run = tmp_path / "baseline", tmp_path / "run"
+    args = cream_args(suite, m1, run, "--variants", "[srlm]", "--iterations", "1", "--dpo.max_steps", "1")
+    cream_main(cream_args(suite, m1, baseline, "--variants", "[srlm]", "--iterations", "1", "--dpo.max_steps", "1"))
+
+    killed_at("scores/iter1_rank/1", args, run)
+    assert (run / "iter1_rank.partial").is_dir() and not (run / "iter1_rank").exists()
+    saved = {p.name: len(read_json(p)["scores"]) for p in (run / "logprobs").glob("*.json")}
+    assert len(saved) == 1 and set(saved.values()) == {12}, saved  # M1's 4 prompts x 3 samples, nothing of M0's
+    cream_main(args)
+
+    def rank(root):
+        return read_json(root / "iter1_rank" / "manifest.json")
+
+    assert rank(run)["resumed_from_chunk"] == 2  # both sampling chunks were committed before the kill: not redone
+    assert rank(run)["metrics"]["scorings_computed"] == rank(baseline)["metrics"]["scorings_computed"] - 12
+    assert (run / "iter1_rank" / "scored.jsonl").read_bytes() == (baseline / "iter1_rank" / "scored.jsonl").read_bytes()
+    assert [s["metrics"].get("test_success") for s in read_json(run / "summary.json")["stages"]] == \
+        [s["metrics"].get("test_success") for s in read_json(baseline / "summary.json")["stages"]]
+
+
 def test_settings_and_errors(suite, m1, tmp_path, capsys):
     import yaml
 
