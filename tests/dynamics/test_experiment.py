@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lit_align.dynamics.experiment import Experiment, steps_to
+from tests.loops.stall import killed_at
 from tests.threads import one_thread  # noqa: F401  (autouse, package scope)
 
 
@@ -58,3 +59,25 @@ def test_tiny_run_end_to_end_and_resumed(tmp_path, capsys):
     capsys.readouterr()
     main(args)
     assert capsys.readouterr().out.count("already done, skipped") == 5
+
+
+def test_killed_in_the_align_fit_resumes_without_redoing_stages(tmp_path):
+    """kill -9 inside seed 0's alignment fit: the same command skips the data and base stages, reruns the fit
+    (no checkpoint was due yet) and ends with an uninterrupted run's curves and summary."""
+    from lit_align.dynamics.experiment import main
+
+    args = ["--seeds", "0", "--markers", "6", "1", "--per-behaviour", "8", "--probe-per-behaviour", "4",
+            "--align-steps", "3", "--flip-steps", "2", "--batch-size", "8", "--hidden-size", "16", "--num-layers",
+            "1", "--num-heads", "2", "--intermediate-size", "32"]
+    baseline, run = tmp_path / "baseline", tmp_path / "run"
+    main(["--out", str(baseline), *args])
+    killed_at("step/align_s0/1", ["--out", str(run), *args], run, "lit_align.dynamics.experiment")
+    assert (run / "align_s0.partial").is_dir() and not (run / "align_s0").exists()
+    finished = {name: (run / name / "manifest.json").stat().st_mtime_ns for name in ("data_s0", "base_s0")}
+    main(["--out", str(run), *args])
+    assert finished == {name: (run / name / "manifest.json").stat().st_mtime_ns for name in finished}  # not redone
+    for name in ("align_s0", "flip_aligned_s0", "flip_base_s0"):
+        assert (json.loads((run / name / "history.json").read_text())
+                == json.loads((baseline / name / "history.json").read_text())), name
+    summary = [json.loads((root / "summary.json").read_text())["seeds"] for root in (run, baseline)]
+    assert summary[0] == summary[1]

@@ -1,4 +1,5 @@
-"""`python -m tests.loops.stall ARGS`: `lit-align rest ARGS` that stalls at a chosen point, to be killed there.
+"""`python -m tests.loops.stall MODULE ARGS`: `MODULE.main(ARGS)` (a loop: lit_align.loops.rest, lit_align.loops.cream,
+lit_align.dynamics.experiment) that stalls at a chosen point, to be killed there; `killed_at` runs it and kills it.
 
 $LIT_ALIGN_TEST_STALL = "<point>:<marker file>", with <point>
     chunk/<stage>/<k>   right after chunk k of the stage's samples is committed (as if killed while sampling chunk k+1)
@@ -10,7 +11,9 @@ outside; lit_align itself has no test switch.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -89,8 +92,19 @@ def install(spec: str) -> None:
         raise ValueError(f"unknown stall point {point!r}")
 
 
+def killed_at(point: str, args: list[str], root: Path, module: str = "lit_align.loops.rest") -> None:
+    """Run `module.main(args)` in a subprocess stalled at `point` and SIGKILL it there."""
+    from tests.killing import kill_when_marked
+
+    marker, log = root.with_suffix(".stalled"), root.with_suffix(".log")
+    marker.unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), STALL: f"{point}:{marker}"}
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "tests.loops.stall", module, *args], stdout=out, stderr=out,
+                                   env=env)
+    kill_when_marked(process, marker, log)
+
+
 if __name__ == "__main__":
     install(os.environ[STALL])
-    from lit_align.loops.rest import main
-
-    main(sys.argv[1:])
+    importlib.import_module(sys.argv[1]).main(sys.argv[2:])

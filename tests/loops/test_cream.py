@@ -4,9 +4,6 @@ rescored), scorings computed vs reused, a second run that skips every stage, and
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +16,7 @@ from lit_align.errors import UserError
 from lit_align.files import read_json, read_jsonl
 from lit_align.loops.cream import DPOSettings
 from lit_align.loops.cream import main as cream_main
-from tests.killing import kill_when_marked
-from tests.loops.stall import STALL
+from tests.loops.stall import killed_at
 
 TIMING = {"seconds", "sampling_seconds", "scoring_seconds", "responses_per_s", "tokens_per_s", "fit_seconds",
           "scoring_tokens_per_s"}
@@ -136,18 +132,6 @@ def test_cream_runs_every_stage_then_skips_them(suite, m1, tmp_path, capsys):
     assert mtimes == {name: (out / name / "manifest.json").stat().st_mtime_ns for name in STAGES}
 
 
-def killed_at(point: str, args: list[str], root: Path) -> None:
-    """`lit-align cream ARGS` in a subprocess stalled at `point` (tests/loops/stall.py), SIGKILLed there."""
-    marker, log = root.with_suffix(".stalled"), root.with_suffix(".log")
-    marker.unlink(missing_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), STALL: f"{point}:{marker}"}
-    code = ("import os, sys; from tests.loops.stall import install; install(os.environ[sys.argv[1]]); "
-            "from lit_align.loops.cream import main; main(sys.argv[2:])")
-    with open(log, "w") as f:
-        process = subprocess.Popen([sys.executable, "-c", code, STALL, *args], stdout=f, stderr=f, env=env)
-    kill_when_marked(process, marker, log)
-
-
 def test_killed_in_a_fit_ends_like_an_uninterrupted_run(suite, m1, tmp_path):
     """kill -9 inside iteration 1's DPO fit (after step 1 of 2, the rank stage and the log-prob cache written); the
     same command then skips what was finished, resumes the fit from its checkpoint without rescoring the reference,
@@ -157,7 +141,7 @@ def test_killed_in_a_fit_ends_like_an_uninterrupted_run(suite, m1, tmp_path):
     args = cream_args(suite, m1, run, "--variants", "[dyn]", "--iterations", "1")
     cream_main(cream_args(suite, m1, baseline, "--variants", "[dyn]", "--iterations", "1"))
 
-    killed_at("step/dyn_iter1_dpo/1", args, run)
+    killed_at("step/dyn_iter1_dpo/1", args, run, "lit_align.loops.cream")
     assert torch.load(run / "dyn_iter1_dpo.partial" / "checkpoints" / "last.ckpt", weights_only=True)[
         "global_step"] == 1
     rank = (run / "iter1_rank" / "manifest.json").stat().st_mtime_ns
@@ -184,7 +168,7 @@ def test_killed_while_scoring_keeps_the_scores_it_saved(suite, m1, tmp_path):
     args = cream_args(suite, m1, run, "--variants", "[srlm]", "--iterations", "1", "--dpo.max_steps", "1")
     cream_main(cream_args(suite, m1, baseline, "--variants", "[srlm]", "--iterations", "1", "--dpo.max_steps", "1"))
 
-    killed_at("scores/iter1_rank/1", args, run)
+    killed_at("scores/iter1_rank/1", args, run, "lit_align.loops.cream")
     assert (run / "iter1_rank.partial").is_dir() and not (run / "iter1_rank").exists()
     saved = {p.name: len(read_json(p)["scores"]) for p in (run / "logprobs").glob("*.json")}
     assert len(saved) == 1 and set(saved.values()) == {12}, saved  # M1's 4 prompts x 3 samples, nothing of M0's

@@ -12,9 +12,6 @@ one thread like the subprocesses (OMP_NUM_THREADS=1), so the comparison is bitwi
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -22,21 +19,10 @@ from safetensors.torch import load_file
 
 from lit_align.files import read_json
 from lit_align.loops.rest import main as rest_main
-from tests.killing import kill_when_marked
-from tests.loops.stall import STALL
+from tests.loops.stall import killed_at
 
 TIMING = {"seconds", "sampling_seconds", "scoring_seconds", "responses_per_s", "tokens_per_s", "fit_seconds"}
 """Wall-clock metrics: the only ones a resumed run may change."""
-
-
-def killed_at(point: str, args: list[str], root: Path) -> None:
-    """Run `lit-align rest ARGS` in a subprocess stalled at `point` (see stall.py) and SIGKILL it there."""
-    marker, log = root.with_suffix(".stalled"), root.with_suffix(".log")
-    marker.unlink(missing_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), STALL: f"{point}:{marker}"}
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tests.loops.stall", *args], stdout=out, stderr=out, env=env)
-    kill_when_marked(process, marker, log)
 
 
 def metrics(summary: dict) -> list[tuple[str, dict]]:
